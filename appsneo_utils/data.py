@@ -39,6 +39,11 @@ class LoadReport:
     dropped: dict = field(default_factory=lambda: defaultdict(list))
     flagged: dict = field(default_factory=lambda: defaultdict(list))
 
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values (what `df.attrs["report"]` holds)."""
+        return {"source": self.source, "rows_read": self.rows_read, "kept": self.kept,
+                "dropped": dict(self.dropped), "flagged": dict(self.flagged)}
+
     def summary(self) -> str:
         lines = [f"loaded {self.kept} problems from {self.source} ({self.rows_read} rows read)"]
         for title, group in (("dropped", self.dropped), ("kept but flagged", self.flagged)):
@@ -53,7 +58,7 @@ def load_apps(source="mini", split="train", difficulties=None, limit=None, *, ve
 
     source: "mini", "codeparrot/apps" (or "hf://datasets/codeparrot/apps"), a .jsonl/.parquet
     file, a folder holding train.jsonl/test.jsonl, or an original-layout folder (`train/0000/...`).
-    split: "train", "test" or "all" (both, pooled). The report is `df.attrs["report"]`.
+    split: "train", "test" or "all" (both, pooled). `df.attrs["report"]` holds what was dropped or flagged.
     """
     splits = _splits(split)
     if difficulties is not None:
@@ -78,7 +83,7 @@ def load_apps(source="mini", split="train", difficulties=None, limit=None, *, ve
         frame = frame.head(int(limit))
     frame = frame.reset_index(drop=True)
     report.kept = len(frame)
-    frame.attrs["report"] = report
+    frame.attrs["report"] = report.to_dict()  # plain values: attrs travel through to_json/parquet
     if verbose:
         print(report.summary())
     return frame

@@ -169,3 +169,20 @@ def save_model(model, tokenizer, folder) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# Fast attention (stub; full implementation in progress)
+
+
+def attention_backend_for(device) -> str:
+    """The attention backend to use on `device`: "sdpa" on CUDA, "eager" elsewhere."""
+    import torch
+
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    return "sdpa" if device.type == "cuda" else "eager"
+
+
+def use_fast_attention(model, backend: str = "sdpa"):
+    """Route every GPT-Neo attention layer through `backend`; returns the model (stub: no-op)."""
+    return model

@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "data"
 MINI_DIR = DATA_DIR / "mini"
 NOTEBOOKS_DIR = ROOT / "notebooks"
-FIGURES_DIR = ROOT / "figures"
+# Rendered figures, one folder per notebook; APPSNEO_FIGURES moves them (the tests use a temporary one).
+FIGURES_DIR = Path(os.environ.get("APPSNEO_FIGURES", ROOT / "figures"))
 # Executed notebooks, checkpoints and results; APPSNEO_RUNS moves them (e.g. to a Drive folder on Colab).
 RUNS_DIR = Path(os.environ.get("APPSNEO_RUNS", ROOT / "runs"))
 # Third-party test data beside the project (never copied into it).

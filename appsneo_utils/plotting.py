@@ -19,5 +19,5 @@ def save_fig(fig, notebook: str, name: str, *, dpi: int = 120) -> Path:
     path = figures_dir(notebook) / f"{name}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    print(f"saved {path.relative_to(path.parents[2])}")
+    print(f"saved {path}")
     return path

@@ -1,0 +1,60 @@
+"""Notebooks: committed clean, parameters papermill can read, and notebook 01 runs offline."""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from papermill.translators import PythonTranslator
+
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS][:1] == ["01"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_anatomy_and_parameters(path):
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.stem[:2]} · ")
+    assert "papermill" in first.source, "the title cell says how to rerun the notebook"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assigned = [line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line]
+    parsed = [p.name for p in PythonTranslator.inspect(tagged[0])]
+    assert parsed == assigned, "papermill must parse every parameter (no '=' in comments)"
+    assert {"profile", "seed"} <= set(parsed)
+    colab = nb.cells[1].source
+    assert '"google.colab" in sys.modules' in colab and "%pip install" in colab
+    assert any(c.source.startswith("## Outputs") for c in nb.cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("cwd", ["root", "notebooks"])
+def test_notebook_01_runs_offline(cwd, tmp_path, isolated_outputs):
+    runs, figures = isolated_outputs
+    notebook = "notebooks/01_explore.ipynb" if cwd == "root" else "01_explore.ipynb"
+    workdir = ROOT if cwd == "root" else ROOT / "notebooks"
+    out = tmp_path / "out.ipynb"
+    subprocess.run(
+        [sys.executable, "-m", "papermill", notebook, str(out), "-p", "profile", "smoke", "--no-progress-bar"],
+        cwd=workdir, check=True, capture_output=True, text=True, timeout=600,
+    )
+    names = sorted(p.name for p in (figures / "01_explore").glob("*.png"))
+    assert names == ["call_types.png", "difficulties.png", "questions_tests_solutions.png", "token_lengths.png"]
+    summary = json.loads((runs / "01_explore" / "summary.json").read_text())
+    assert summary["problems"] >= 30 and summary["training_examples"] >= summary["problems"]
+    text = out.read_text()
+    assert "profile: smoke" in text and "loaded" in text
