@@ -87,11 +87,12 @@ def tiny_model(seed: int = 0, tokenizer=None, **overrides):
     return model.eval(), tokenizer
 
 
-def load_model(name_or_path: str = TINY, *, device=None, dtype=None, seed: int = 0):
+def load_model(name_or_path: str = TINY, *, device=None, dtype=None, seed: int = 0, attention: str = "auto"):
     """(model, tokenizer) for "tiny", a local checkpoint folder, or a hub name.
 
     Hub names are read from the local cache first; offline, a missing model fails at once with
     what to do. Repositories that hold only Flax weights get a message: transformers 5 cannot read them.
+    `attention`: "auto" (SDPA on CUDA, eager elsewhere), "eager", "sdpa" or "flex" (use_fast_attention).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,6 +116,12 @@ def load_model(name_or_path: str = TINY, *, device=None, dtype=None, seed: int =
         model.generation_config.pad_token_id = tokenizer.eos_token_id
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if attention == "auto":
+        attention = attention_backend_for(device)
+    if attention not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention must be 'auto' or one of {ATTENTION_BACKENDS}, got {attention!r}")
+    if attention != "eager":
+        use_fast_attention(model, attention)
     return model.to(device).eval(), tokenizer
 
 
@@ -171,18 +178,206 @@ def save_model(model, tokenizer, folder) -> Path:
     return folder
 
 
+
 # ----------------------------------------------------------------------------------------------
-# Fast attention (stub; full implementation in progress)
+# Fast attention: GPT-Neo's attention through SDPA or FlexAttention, the same numbers as eager.
+#
+# GPT-Neo does NOT scale scores by 1/sqrt(head_dim) (its checkpoints were trained that way), so
+# every kernel gets scale=1.0. A local layer sees its last `window_size` keys, itself included; a
+# global layer all earlier keys. Both also honour the padding or packing mask transformers builds.
+# Rows that see no key at all (a left-padding query) attend to themselves: their output is never
+# read by a real token, and this keeps every kernel finite.
+
+ATTENTION_BACKENDS = ("eager", "sdpa", "flex")
+GPT_NEO_1P3B = dict(  # EleutherAI/gpt-neo-1.3B's shapes, for benchmarks with random weights
+    vocab_size=50257,
+    hidden_size=2048,
+    num_layers=24,
+    num_heads=16,
+    attention_types=[[["global", "local"], 12]],
+    window_size=256,
+    max_position_embeddings=2048,
+    intermediate_size=None,  # 4 * hidden_size
+    embed_dropout=0.0,
+    attention_dropout=0.0,
+    resid_dropout=0.0,
+)
+_FAST_CLASS = None
+_BLOCK_MASKS: dict = {}  # (length, window, device) -> BlockMask
+_FLEX: dict = {}  # "cuda" -> the compiled flex_attention
 
 
 def attention_backend_for(device) -> str:
-    """The attention backend to use on `device`: "sdpa" on CUDA, "eager" elsewhere."""
+    """The attention backend `use_fast_attention` should get on `device`: "sdpa" on CUDA, else "eager"."""
     import torch
 
-    device = torch.device(device) if not isinstance(device, torch.device) else device
-    return "sdpa" if device.type == "cuda" else "eager"
+    return "sdpa" if torch.device(device).type == "cuda" else "eager"
 
 
 def use_fast_attention(model, backend: str = "sdpa"):
-    """Route every GPT-Neo attention layer through `backend`; returns the model (stub: no-op)."""
+    """Route every GPT-Neo attention layer of `model` through `backend`; returns `model` (changed in place).
+
+    "sdpa": torch's scaled_dot_product_attention (flash kernels where no mask is needed); "flex":
+    FlexAttention with a sliding-window block mask on local layers without padding, SDPA elsewhere;
+    "eager": back to transformers' own code. Weights, state dict and saved checkpoints are unchanged.
+    """
+    from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoModel, GPTNeoSelfAttention
+
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+    if backend == "flex" and not _flex_available():
+        raise ValueError("backend 'flex' needs torch>=2.5 (torch.nn.attention.flex_attention); use 'sdpa'")
+    fast = _fast_attention_class()
+    layers = [m for m in model.modules() if isinstance(m, GPTNeoSelfAttention)]
+    if not layers:
+        raise ValueError(f"use_fast_attention needs a GPT-Neo model; {type(model).__name__} has no GPT-Neo attention")
+    for layer in layers:
+        if type(layer) not in (GPTNeoSelfAttention, fast):
+            raise ValueError(
+                f"{type(layer).__name__} is not GPT-Neo's eager attention: load the model with "
+                f"attn_implementation='eager' (load_model does) before use_fast_attention"
+            )
+        layer.__class__ = GPTNeoSelfAttention if backend == "eager" else fast
+        layer.attention_backend = backend
+    for module in model.modules():
+        if isinstance(module, GPTNeoModel):
+            # transformers then builds boolean masks (or none at all: is_causal) instead of additive ones.
+            module.config._attn_implementation = "eager" if backend == "eager" else "sdpa"
     return model
+
+
+def fast_attention_backend(model) -> str:
+    """The backend `use_fast_attention` gave `model` ("eager" when it was never applied)."""
+    fast = _FAST_CLASS
+    for module in model.modules():
+        if fast is not None and isinstance(module, fast):
+            return module.attention_backend
+    return "eager"
+
+
+def neo_attention(query, key, value, mask=None, *, band, window=None, dropout_p: float = 0.0, backend="sdpa"):
+    """GPT-Neo attention of (batch, heads, q, d) queries over (batch, heads, kv, d) keys, unscaled.
+
+    `mask`: None, a boolean (batch, 1, q, kv) mask (True = attend) or an additive float one; `band`:
+    the layer's (1, 1, max_pos, max_pos) boolean causal (and window) buffer, aligned bottom-right
+    as in eager; `window`: the local window or None for a global layer.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    q_len, kv_len = query.shape[-2], key.shape[-2]
+    sdpa = F.scaled_dot_product_attention
+    if mask is None and window is None and q_len in (1, kv_len):
+        # A lone query is the newest token and sees every key; q == kv is plain causal (flash kernels).
+        return sdpa(query, key, value, dropout_p=dropout_p, is_causal=q_len > 1, scale=1.0)
+    if backend == "flex" and mask is None and q_len == kv_len and dropout_p == 0.0 and (
+        query.device.type == "cuda" or not (torch.is_grad_enabled() and query.requires_grad)
+    ):  # FlexAttention has no dropout, and no backward off CUDA
+        return _flex_sliding(query, key, value, window)
+    allowed = band[:, :, kv_len - q_len : kv_len, :kv_len]
+    if mask is None:
+        attn_mask = allowed
+    elif mask.dtype == torch.bool:
+        attn_mask = (allowed & mask) | _diagonal(q_len, kv_len, query.device)
+    else:  # an additive mask a caller made: fill what the band forbids
+        attn_mask = mask.to(query.dtype).masked_fill(~allowed, torch.finfo(query.dtype).min)
+    return sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, scale=1.0)
+
+
+def _diagonal(q_len: int, kv_len: int, device):
+    import torch
+
+    rows = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]
+    return rows == torch.arange(kv_len, device=device)[None, :]
+
+
+def _flex_available() -> bool:
+    try:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _flex_sliding(query, key, value, window):
+    """Causal (window=None) or sliding-window attention with FlexAttention; blocks outside are skipped."""
+    import warnings
+
+    import torch
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    q_len, device = query.shape[-2], query.device
+    if window is None:
+        def mask_mod(b, h, q, k):
+            return q >= k
+    else:
+        def mask_mod(b, h, q, k):
+            return (q >= k) & (q - k < window)
+    if torch.compiler.is_compiling():  # inside the caller's torch.compile: built in the graph, fused
+        block_mask = create_block_mask(mask_mod, None, None, q_len, q_len, device=device)
+        return flex_attention(query, key, value, block_mask=block_mask, scale=1.0)
+    cache_key = (q_len, window, str(device))
+    if cache_key not in _BLOCK_MASKS:
+        _BLOCK_MASKS[cache_key] = create_block_mask(mask_mod, None, None, q_len, q_len, device=device)
+    block_mask = _BLOCK_MASKS[cache_key]
+    if device.type == "cuda":  # only compiled FlexAttention is fused
+        if "cuda" not in _FLEX:
+            _FLEX["cuda"] = torch.compile(flex_attention, dynamic=False)
+        return _FLEX["cuda"](query, key, value, block_mask=block_mask, scale=1.0)
+    with warnings.catch_warnings():  # off CUDA the unfused reference path is deliberate (tests, CPU)
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        return flex_attention(query, key, value, block_mask=block_mask, scale=1.0)
+
+
+def _additive(mask, dtype):
+    """A boolean (True = attend) mask as eager GPT-Neo's additive one."""
+    import torch
+
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    return torch.zeros((), dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+def _fast_attention_class():
+    """GPTNeoSelfAttention with its forward through `neo_attention` (made on first use: transformers loads lazily)."""
+    global _FAST_CLASS
+    if _FAST_CLASS is not None:
+        return _FAST_CLASS
+    from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoSelfAttention
+
+    class FastGPTNeoSelfAttention(GPTNeoSelfAttention):
+        """GPT-Neo self-attention through SDPA or FlexAttention (see `use_fast_attention`)."""
+
+        attention_backend = "sdpa"
+
+        def forward(self, hidden_states, attention_mask=None, layer_past=None, use_cache=False,
+                    output_attentions=False, **kwargs):
+            if output_attentions:  # only eager materialises the attention weights
+                mask = _additive(attention_mask, hidden_states.dtype)
+                return super().forward(hidden_states, mask, layer_past, use_cache, output_attentions)
+            query = self._split_heads(self.q_proj(hidden_states), self.num_heads, self.head_dim)
+            key = self._split_heads(self.k_proj(hidden_states), self.num_heads, self.head_dim)
+            value = self._split_heads(self.v_proj(hidden_states), self.num_heads, self.head_dim)
+            if layer_past is not None:
+                key, value = layer_past.update(key, value, self.layer_id)
+            output = neo_attention(
+                query, key, value, attention_mask,
+                band=self.bias,
+                window=self.config.window_size if self.attention_type == "local" else None,
+                dropout_p=self.attn_dropout.p if self.training else 0.0,
+                backend=self.attention_backend,
+            )
+            output = self.out_proj(self._merge_heads(output, self.num_heads, self.head_dim))
+            return self.resid_dropout(output), None
+
+    # pickle and deepcopy find the class as modeling.FastGPTNeoSelfAttention (module __getattr__ below)
+    FastGPTNeoSelfAttention.__module__ = __name__
+    FastGPTNeoSelfAttention.__qualname__ = "FastGPTNeoSelfAttention"
+    _FAST_CLASS = FastGPTNeoSelfAttention
+    return _FAST_CLASS
+
+
+def __getattr__(name):
+    if name == "FastGPTNeoSelfAttention":
+        return _fast_attention_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
