@@ -1,7 +1,8 @@
 """Warm sandbox worker: forks one isolated child per test of an untrusted program.
 
 Started by `appsneo_utils.execution.Executor` as `python -s -P _sandbox_worker.py`, never imported by
-the caller. Standard library only, so that it starts fast and its address space stays small.
+the caller. Standard library only (plus numpy, preloaded when installed), so that it starts fast and
+its address space stays small.
 It speaks newline-delimited JSON on its stdin/stdout (moved to private descriptors at start-up) and
 never sees expected outputs: it sends back what each child printed or returned, and the caller
 compares. A child inherits this process's memory, so anything held here is readable by the program.
@@ -43,9 +44,9 @@ try:  # the APPS prelude imports numpy; optional
 except Exception:  # pragma: no cover - numpy missing or broken
     numpy = None
 
-# The prelude the original APPS harness prepends (plus the lead's additions: bisect, string, re,
-# `from typing import *`, `from collections import *`). Executed once here into a dict that seeds
-# every program's globals, so line numbers in the program's tracebacks stay its own.
+# The prelude the original APPS harness prepends, plus bisect, string, re and the star imports of
+# typing and collections (LeetCode-style `List[int]` annotations). Executed once here into a dict
+# that seeds every program's globals, so the line numbers in a program's tracebacks stay its own.
 PRELUDE = """\
 from typing import *
 import sys
@@ -80,8 +81,18 @@ MARKER = "APPSNEO_SANDBOX"  # in every sandboxed process's environment (tests lo
 EXIT_OK, EXIT_ERROR, EXIT_LOAD_ERROR, EXIT_NO_FUNCTION, EXIT_SETUP = 0, 101, 102, 103, 104
 
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+
+
+def _sandbox_environment() -> dict:
+    """The whole environment a program sees (plus HOME and TMPDIR, its working directory)."""
+    return {
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8", "PYTHONHASHSEED": "0",
+        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "USER": "sandbox", "LOGNAME": "sandbox", MARKER: "1",
+    }
 
 
 def _libc():
@@ -109,15 +120,14 @@ class _Isolation:
         self.root = os.geteuid() == 0
         self.netns = self.mountns = False
         self.private_dirs: list[str] = []
+        self.hidden: list[str] = []  # folders replaced by a tmpfs exposing only the interpreter
         if allow_namespaces and self.root and self.linux and LIBC is not None:
             self._namespaces()
         self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.uid = self.gid = None
+        self.notes: list[str] = []
         if allow_setuid and self.root:
-            for uid in (SANDBOX_UID_BASE + os.getpid(), 65534):
-                if _probe_uid(uid):
-                    self.uid = self.gid = uid
-                    break
+            self._choose_uid()
         self.pidfd = hasattr(os, "pidfd_open")
         # Baseline address space (the warm interpreter): memory_mb is granted on top of it.
         self.base_vm = _vm_size()
@@ -144,26 +154,85 @@ class _Isolation:
                           b"mode=1777,size=512m,nr_inodes=65536") == 0:
                 self.private_dirs.append(real)
 
+    def _choose_uid(self) -> None:
+        """A uid that can switch and still read the interpreter (pyenv or conda under a 0700 /root
+        cannot be read by other users: then the blocking directory is hidden behind a tmpfs that
+        holds only the interpreter's folders, when a mount namespace allows it)."""
+        needed = sorted({os.path.realpath(p) for p in
+                         [sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)),
+                          *sys.path] if p and os.path.exists(p)})
+        for uid in (SANDBOX_UID_BASE + os.getpid(), 65534):
+            unreadable = _probe_uid(uid, needed)
+            if unreadable is None:
+                continue  # cannot switch to this uid here
+            if unreadable and self.mountns:
+                self._expose(unreadable)
+                unreadable = _probe_uid(uid, needed) or []
+            if unreadable:
+                self.notes.append(f"no uid drop: the sandbox user could not read {unreadable[0]}")
+                return
+            self.uid = self.gid = uid
+            return
+        self.notes.append("no uid drop: setuid failed")
+
+    def _expose(self, paths: list[str]) -> None:
+        blockers: dict[str, list[str]] = {}
+        for path in paths:
+            current = "/"
+            for part in path.split("/")[1:-1]:
+                current = os.path.join(current, part)
+                if not os.stat(current).st_mode & stat.S_IXOTH:
+                    blockers.setdefault(current, []).append(path)
+                    break
+        for blocker, wanted in blockers.items():
+            wanted = [w for w in wanted if not any(w != o and w.startswith(o + os.sep) for o in wanted)]
+            handles = [(w, os.open(w, os.O_PATH)) for w in wanted]
+            try:
+                if LIBC.mount(b"tmpfs", blocker.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
+                              b"mode=0755,size=1m") != 0:
+                    continue
+                for target, fd in handles:
+                    if os.path.isdir(f"/proc/self/fd/{fd}"):
+                        os.makedirs(target, mode=0o755, exist_ok=True)
+                    else:
+                        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+                        open(target, "a").close()
+                    LIBC.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, MS_BIND | MS_REC, None)
+                self.hidden.append(blocker)
+            finally:
+                for _, fd in handles:
+                    os.close(fd)
+
     def report(self) -> dict:
         return {"platform": sys.platform, "root": self.root, "uid": self.uid, "netns": self.netns,
                 "mountns": self.mountns, "private_dirs": self.private_dirs,
                 "subreaper": self.subreaper, "pidfd": self.pidfd, "base_vm_mb": self.base_vm >> 20,
-                "numpy": numpy is not None}
+                "numpy": numpy is not None,
+                "hidden": self.hidden, "notes": self.notes}
 
 
-def _probe_uid(uid: int) -> bool:
-    """Whether a child can switch to uid (some containers map only a few uids)."""
+def _probe_uid(uid: int, paths: list[str]) -> list[str] | None:
+    """Paths a child switched to uid cannot read; None when it cannot switch at all."""
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(read_end)
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
+            bad = [p for p in paths if not os.access(p, os.R_OK | (os.X_OK if os.path.isdir(p) else 0))]
+            os.write(write_end, json.dumps(bad).encode())
             os._exit(0)
         except BaseException:
             os._exit(1)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    if os.waitstatus_to_exitcode(status) != 0:
+        return None
+    return json.loads(data)
 
 
 def _vm_size() -> int:
@@ -230,23 +299,16 @@ def _plain(value, depth=0):
                 raise TypeError(f"dict key of type {type(k).__name__}")
             out[k] = _plain(v, depth + 1)
         return out
-    if numpy is not None and t.__module__ == "numpy" and isinstance(value, (numpy.generic, numpy.ndarray)) \
-            and type(value).__eq__ is t.__mro__[1].__eq__ if False else \
-            numpy is not None and t.__module__ == "numpy" and t in _NUMPY_TYPES:
+    if t in _NUMPY_TYPES:  # exact numpy types only: a subclass could override tolist
         return _plain(value.tolist(), depth + 1)
     raise TypeError(f"an object of type {t.__module__}.{t.__qualname__}")
 
 
 _NUMPY_TYPES = set()
-if numpy is not None:  # exact numpy types only (a subclass could override tolist)
+if numpy is not None:
     _NUMPY_TYPES.add(numpy.ndarray)
-    for _group in ("int", "uint", "float", "complex", "others"):
-        for _t in numpy.sctypes[_group] if hasattr(numpy, "sctypes") else ():
-            _NUMPY_TYPES.add(_t)
-    for _name in ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                  "float16", "float32", "float64", "longlong", "ulonglong", "intc", "uintc", "str_"):
-        if hasattr(numpy, _name):
-            _NUMPY_TYPES.add(getattr(numpy, _name))
+    for _code in numpy.typecodes["AllInteger"] + numpy.typecodes["AllFloat"] + "?U":
+        _NUMPY_TYPES.add(numpy.dtype(_code).type)
 
 
 def _block_network():
@@ -299,13 +361,7 @@ def _child(job: dict, test_input, files: dict, workdir: str, iso: _Isolation, co
                 resource.setrlimit(which, (value, hard_new))
             except (ValueError, OSError):
                 pass  # e.g. RLIMIT_AS on macOS
-        os.environ.clear()
-        os.environ.update({
-            "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
-            "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
-            "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-            "USER": "sandbox", "LOGNAME": "sandbox", MARKER: "1",
-        })
+        os.environ["HOME"] = os.environ["TMPDIR"] = workdir  # the rest was scrubbed at start-up
         tempfile.tempdir = workdir
         if not iso.netns:
             _block_network()
@@ -337,14 +393,17 @@ def _child(job: dict, test_input, files: dict, workdir: str, iso: _Isolation, co
     write, exit_ = os.write, os._exit
 
     def report(obj) -> None:
-        data = dumps(obj).encode()
         try:
-            os.ftruncate(3, 0)
-            os.lseek(3, 0, 0)
-        except OSError:
-            pass
-        while data:
-            data = data[write(3, data):]
+            data = dumps(obj).encode()
+            try:
+                os.ftruncate(3, 0)
+                os.lseek(3, 0, 0)
+            except OSError:
+                pass
+            while data:
+                data = data[write(3, data):]
+        except BaseException:  # the program closed or replaced fd 3, or broke json: no report
+            exit_(EXIT_ERROR)
 
     def finish(code: int) -> None:
         try:
@@ -416,6 +475,9 @@ def _child(job: dict, test_input, files: dict, workdir: str, iso: _Isolation, co
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         return "output limit exceeded (File too large)"
+    if isinstance(exc, SyntaxError):
+        where = f" (line {exc.lineno})" if exc.lineno else ""
+        return f"{type(exc).__name__}: {exc.msg}{where}"[:300]
     try:
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     except BaseException:
@@ -434,6 +496,24 @@ class Worker:
         exec(compile(PRELUDE, "<prelude>", "exec"), self.prelude)
         self.prelude.pop("__builtins__", None)
         self.scratch = self.iso.private_dirs[0] if self.iso.private_dirs else tempfile.gettempdir()
+        self.current: int | None = None  # the child running a test
+        self.workdir: str | None = None
+
+    def terminate(self, *_):
+        """SIGTERM from the caller (it gave up on a job): kill the sandbox, clean up, leave."""
+        if self.current is not None:
+            for target in (-self.current, self.current):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except OSError:
+                    pass
+        try:
+            self.kill_leftovers()
+            if self.workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            self.clean_private_dirs()
+        finally:
+            os._exit(0)
 
     # protocol
     def send(self, obj) -> None:
@@ -467,7 +547,7 @@ class Worker:
         """Runs every test of one program; False when the caller went away."""
         jid = job["id"]
         try:
-            code_obj = compile_program(job["code"])
+            code_obj = compile_program(job["code"], stdin=job["fn_name"] is None)
         except Exception as exc:  # SyntaxError, IndentationError, ValueError (null bytes), ...
             self.send({"op": "done", "id": jid, "stopped": "compile_error", "error": _describe(exc)})
             return True
@@ -481,7 +561,10 @@ class Worker:
                     stopped = "budget"
                     break
                 timeout = min(timeout, left)
-            outcome = self.run_test(job, test_input, code_obj, timeout)
+            try:
+                outcome = self.run_test(job, test_input, code_obj, timeout)
+            except Exception as exc:  # the harness itself failed (fork refused, disk full, ...)
+                outcome = {"status": "error", "seconds": 0.0, "error": f"sandbox failure: {_describe(exc)}"}
             spent += outcome["seconds"]
             outcome.update(op="test", id=jid, index=index)
             self.send(outcome)
@@ -499,9 +582,11 @@ class Worker:
         return True
 
     def run_test(self, job: dict, test_input, code_obj, timeout: float) -> dict:
-        files = {name: _new_file(name) for name in ("stdin", "stdout", "stderr", "result")}
+        files: dict[str, int] = {}
         workdir = tempfile.mkdtemp(prefix="appsneo-", dir=self.scratch)
         try:
+            for name in ("stdin", "stdout", "stderr", "result"):
+                files[name] = _new_file(name)
             if job["fn_name"] is None:
                 data = test_input if isinstance(test_input, str) else "\n".join(map(str, test_input))
                 os.write(files["stdin"], data.encode("utf-8", "surrogateescape"))
@@ -510,12 +595,22 @@ class Worker:
                 os.chown(workdir, self.iso.uid, self.iso.gid)
             os.chmod(workdir, 0o700)
             start = time.perf_counter()
+            self.workdir = workdir
             pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child
-                _child(job, test_input, files, workdir, self.iso, code_obj, self.prelude, timeout)
-                os._exit(EXIT_SETUP)
+            if pid == 0:  # pragma: no cover - runs in the child, which must never get back here
+                try:
+                    _child(job, test_input, files, workdir, self.iso, code_obj, self.prelude, timeout)
+                finally:
+                    os._exit(EXIT_SETUP)
+            self.current = pid
             status, rusage, timed_out = self.wait(pid, timeout)
+            self.current = None
             seconds = time.perf_counter() - start
+            if not self.iso.subreaper:  # no reparenting to us: reach its process group at least
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             leftovers = self.kill_leftovers()
             return self.outcome(job, files, status, rusage, timed_out, seconds, timeout, leftovers)
         finally:
@@ -527,7 +622,6 @@ class Worker:
     def wait(self, pid: int, timeout: float):
         """(status, rusage, timed_out) of child pid, killing its group at the deadline."""
         deadline = time.monotonic() + timeout
-        timed_out = False
         if self.iso.pidfd:
             pidfd = os.pidfd_open(pid)
             try:
@@ -539,24 +633,25 @@ class Worker:
                         break
             finally:
                 os.close(pidfd)
-        else:
-            delay = 0.0005
-            while time.monotonic() < deadline:
-                done, _, _ = os.wait4(pid, os.WNOHANG)
-                if done:
+            done, status, rusage = os.wait4(pid, os.WNOHANG)
+        else:  # no pidfd (macOS, old kernels): poll with a growing sleep
+            delay = 0.0002
+            while True:
+                done, status, rusage = os.wait4(pid, os.WNOHANG)
+                left = deadline - time.monotonic()
+                if done or left <= 0:
                     break
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(delay, left))
                 delay = min(delay * 2, 0.01)
-        done, status, rusage = os.wait4(pid, os.WNOHANG)
-        if not done:
-            timed_out = True
-            for target in (-pid, pid):
-                try:
-                    os.kill(target, signal.SIGKILL)
-                except OSError:
-                    pass
-            _, status, rusage = os.wait4(pid, 0)
-        return status, rusage, timed_out
+        if done:
+            return status, rusage, False
+        for target in (-pid, pid):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        _, status, rusage = os.wait4(pid, 0)
+        return status, rusage, True
 
     def kill_leftovers(self) -> int:
         """Kills every process the program left behind; returns how many were seen."""
@@ -697,29 +792,57 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def compile_program(source: str):
-    """Compiles the program; a top-level `return` (APPS wraps stdin programs in a function, so its
-    solutions may use one) becomes `raise SystemExit`."""
+def compile_program(source: str, stdin: bool = True):
+    """Compiles a program, forgiving what the APPS harness forgives in standard-input programs.
+
+    APPS runs those wrapped in a function, so its solutions may use a top-level `return` (here it
+    becomes `raise SystemExit`, which keeps module semantics) or `nonlocal` for module variables
+    (here the program is then wrapped in a function, as APPS does).
+    """
     try:
         return compile(source, "solution.py", "exec", dont_inherit=True)
     except SyntaxError as exc:
-        if "'return' outside function" not in str(exc.msg):
+        if not stdin or not any(k in str(exc.msg) for k in ("'return' outside function", "nonlocal")):
             raise
+        first = exc
     import ast
 
     tree = ast.parse(source, "solution.py")
+    if "nonlocal" not in str(first.msg):
+        try:
+            return compile(_TopLevelReturn().visit(tree), "solution.py", "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            if "nonlocal" not in str(exc.msg):
+                raise
+        tree = ast.parse(source, "solution.py")
+    hoisted = [n for n in tree.body if isinstance(n, ast.ImportFrom)
+               and (n.module == "__future__" or any(a.name == "*" for a in n.names))]
+    body = [n for n in tree.body if n not in hoisted] or [ast.Pass()]
+    func = ast.FunctionDef(
+        name="__apps_program__", body=body, decorator_list=[], returns=None, type_comment=None,
+        args=ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[],
+                           kwarg=None, defaults=[]))
+    call = ast.Expr(ast.Call(func=ast.Name("__apps_program__", ast.Load()), args=[], keywords=[]))
+    module = ast.fix_missing_locations(ast.Module(body=[*hoisted, func, call], type_ignores=[]))
+    return compile(module, "solution.py", "exec", dont_inherit=True)
 
-    class TopLevelReturn(ast.NodeTransformer):
-        def visit_FunctionDef(self, node):
-            return node
 
-        visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = visit_FunctionDef
+class _TopLevelReturn:
+    """Replaces `return` outside any function by `raise SystemExit`."""
 
-        def visit_Return(self, node):
-            return ast.copy_location(ast.Raise(exc=ast.Name("SystemExit", ast.Load()), cause=None), node)
+    def visit(self, tree):
+        import ast
 
-    tree = ast.fix_missing_locations(TopLevelReturn().visit(tree))
-    return compile(tree, "solution.py", "exec", dont_inherit=True)
+        class Transformer(ast.NodeTransformer):
+            def visit_FunctionDef(self, node):
+                return node
+
+            visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = visit_FunctionDef
+
+            def visit_Return(self, node):
+                return ast.copy_location(ast.Raise(exc=ast.Name("SystemExit", ast.Load()), cause=None), node)
+
+        return ast.fix_missing_locations(Transformer().visit(tree))
 
 
 def main(argv: list[str]) -> int:
@@ -730,11 +853,16 @@ def main(argv: list[str]) -> int:
     os.dup2(null, 1)
     os.close(null)
     os.chdir("/")
+    import warnings
+
+    warnings.simplefilter("ignore")  # SyntaxWarnings of generated code would only fill our log
+    os.environ.clear()  # whoever started us: nothing of theirs reaches a program
+    os.environ.update(_sandbox_environment())
     sys.set_int_max_str_digits(0)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a notebook belongs to the caller
     iso = _Isolation(allow_setuid="--no-setuid" not in argv, allow_namespaces="--no-namespaces" not in argv)
     worker = Worker(iso, proto_in, proto_out)
+    signal.signal(signal.SIGTERM, worker.terminate)
     import gc
 
     gc.freeze()  # fewer copy-on-write page faults in the children
