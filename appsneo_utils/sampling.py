@@ -100,7 +100,7 @@ def generate_samples(
     prompts = list(prompts)
     if not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be strings (format problems with prompts.format_prompt first)")
-    _check_settings(n, temperature, top_p, top_k, max_new_tokens, batch_size, backend)
+    _check_settings(n, temperature, top_p, top_k, max_new_tokens, batch_size, backend, seed)
     prompt_format = get_format(fmt) if isinstance(fmt, str) else fmt
     stops = _merge_stops(stop, prompt_format)
     device = _model_device(model)
@@ -112,7 +112,8 @@ def generate_samples(
     if pad_id is None:
         raise ValueError("the tokenizer has neither a pad nor an EOS token; set tokenizer.pad_token first")
 
-    encoded = [_encode_prompt(tokenizer, p, max_new_tokens, _context_size(model, tokenizer)) for p in prompts]
+    context = _context_size(model, tokenizer)
+    encoded = [_encode_prompt(tokenizer, p, max_new_tokens, context) for p in prompts]
     # Longest prompts first: similar lengths share a batch (less padding), and memory trouble shows early.
     rows = sorted(((i, j) for i in range(len(prompts)) for j in range(copies)), key=lambda r: -len(encoded[r[0]][0]))
     batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
@@ -152,8 +153,9 @@ def generate_samples(
 # --- pieces of generate_samples ------------------------------------------------------------------
 
 
-def _check_settings(n, temperature, top_p, top_k, max_new_tokens, batch_size, backend):
+def _check_settings(n, temperature, top_p, top_k, max_new_tokens, batch_size, backend, seed):
     checks = [
+        (isinstance(seed, int) and not isinstance(seed, bool), f"seed must be a whole number, got {seed!r}"),
         (isinstance(n, int) and n >= 1, f"n must be a whole number >= 1, got {n!r}"),
         (isinstance(temperature, (int, float)) and temperature >= 0,
          f"temperature must be >= 0 (0 = greedy), got {temperature!r}"),
@@ -240,12 +242,11 @@ def _generate_batch(backend, model, tokenizer, ids, mask, stops, eos_id, pad_id,
         from .fast_sampling import generate as fast_generate  # lazily: only the fast backend needs it
 
         generator = torch.Generator(device=ids.device).manual_seed(seed)
-        stop_ids = [tokenizer(s, add_special_tokens=False)["input_ids"] for s in stops]
         out = fast_generate(
             model, ids, mask, max_new_tokens=max_new_tokens, do_sample=not greedy,
             temperature=1.0 if greedy else float(temperature), top_p=float(top_p), top_k=int(top_k),
             eos_token_id=eos_id, pad_token_id=pad_id, generator=generator,
-            stop_token_sequences=[s for s in stop_ids if s] or None,
+            stop_token_sequences=stop_token_sequences(tokenizer, stops) or None,
         )
         return out[:, ids.shape[1]:]
 
@@ -265,6 +266,26 @@ def _generate_batch(backend, model, tokenizer, ids, mask, stops, eos_id, pad_id,
             out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                  stopping_criteria=StoppingCriteriaList([criteria]))
     return out[:, ids.shape[1]:]
+
+
+STOP_CONTEXTS = ("", "\n", " ", "\t", ":", ")")  # characters a stop string often follows
+
+
+def stop_token_sequences(tokenizer, stops) -> list[list[int]]:
+    """Token-id sequences that end a row for the fast sampler.
+
+    BPE merges a stop string with what precedes it ("\n\nQUESTION" is not "\n" + "\nQUESTION"),
+    so each stop is tokenized after a few usual characters too. Every sequence's text holds the
+    stop string, so none stops a row early; a missed one only costs tokens (the cut is exact anyway).
+    """
+    sequences = []
+    for stop in stops:
+        for context in STOP_CONTEXTS:
+            ids = tokenizer(context + stop, add_special_tokens=False)["input_ids"]
+            if ids and ids not in sequences:
+                sequences.append(ids)
+    # a sequence that ends with a shorter one adds nothing
+    return [s for s in sequences if not any(len(o) < len(s) and s[-len(o):] == o for o in sequences)]
 
 
 class _StopStrings:
@@ -448,9 +469,11 @@ def verdict_counts(records) -> "pd.DataFrame":  # noqa: F821
         for verdict in record.get("verdicts") or ["not run"]:
             rows.append((key, verdict))
     frame = pd.DataFrame(rows, columns=["problem", "verdict"])
-    table = pd.crosstab(frame["problem"], frame["verdict"]) if len(frame) else pd.DataFrame()
-    order = [v for v in VERDICT_COLORS if v in table.columns]
-    return table[order] if len(table) else table
+    if not len(frame):
+        return pd.DataFrame()
+    table = pd.crosstab(frame["problem"], frame["verdict"])
+    problems = list(dict.fromkeys(frame["problem"]))  # in the records' order, not alphabetical
+    return table.loc[problems, [v for v in VERDICT_COLORS if v in table.columns]]
 
 
 def plot_verdicts(records, *, title: str = "test verdicts of the sampled programs"):
