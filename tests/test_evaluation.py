@@ -1,0 +1,253 @@
+"""Evaluation: samples -> executor -> metrics against hand-computed numbers, resumption, contamination, HumanEval."""
+
+import json
+import math
+import shutil
+
+import pandas as pd
+import pytest
+
+from appsneo_utils import evaluation as ev
+from appsneo_utils.data import load_apps
+
+HARDCODE_FIRST = """\
+import sys
+data = sys.stdin.read()
+print({out!r} if data == {inp!r} else "no")
+"""
+
+
+@pytest.fixture(scope="module")
+def mini_test():
+    return load_apps("mini", split="test", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from appsneo_utils.modeling import load_model
+
+    return load_model("tiny", device="cpu")
+
+
+def write_samples(folder, frame, codes: dict) -> None:
+    """Samples as `generate` writes them, with chosen programs instead of a model's."""
+    rows = []
+    for row in frame.to_dict("records"):
+        for sid, code in enumerate(codes[int(row["problem_id"])]):
+            rows.append({"split": row["split"], "problem_id": int(row["problem_id"]), "sample_id": sid, "chunk": 0,
+                         "difficulty": row["difficulty"], "text": code, "code": code, "n_new_tokens": 1,
+                         "stopped_by": "eos", "stop_string": None, "prompt_truncated": False})
+    ev.append_jsonl(folder / "samples.rank0.jsonl", rows)
+
+
+def test_pass_at_k_table_reproduces_a_hand_computed_case(tmp_path, mini_test):
+    # problems 0 (introductory, stdin, 6 tests), 2 (introductory, call, 6 tests), 4 (interview, stdin, 5 tests)
+    frame = mini_test[mini_test.problem_id.isin([0, 2, 4])].reset_index(drop=True)
+    p0, p2, p4 = (frame[frame.problem_id == i].iloc[0] for i in (0, 2, 4))
+    t0 = p0["tests"]
+    first_only = HARDCODE_FIRST.format(inp=t0["inputs"][0], out=t0["outputs"][0])
+    codes = {
+        0: [p0.solutions_list[0], p0.solutions_list[1], first_only, "print(", "print(-12345)"],  # c=2
+        2: [p2.solutions_list[i % 2] for i in range(5)],  # c=5
+        4: ["def (:"] * 5,  # c=0, compile errors
+    }
+    settings = ev.EvalSettings(n=5, ks=(1, 2, 5), n_boot=200, timeout=4.0)
+    ev.prepare_folder(tmp_path, settings, frame)
+    write_samples(tmp_path, frame, codes)
+    result = ev.finish(frame, settings, tmp_path, progress=False)
+
+    table = result.table.set_index(["difficulty", "metric"])["value"]
+    n = 5
+    pass1 = [2 / n, 1.0, 0.0]
+    pass2 = [1 - math.comb(3, 2) / math.comb(5, 2), 1.0, 0.0]  # 1 - C(n-c, k) / C(n, k)
+    pass5 = [1.0, 1.0, 0.0]
+    tca = [(2 + 1 / len(t0["inputs"])) / n, 1.0, 0.0]  # the hard-coded program passes 1 test of problem 0
+    assert table["all", "pass@1"] == pytest.approx(sum(pass1) / 3)
+    assert table["all", "pass@2"] == pytest.approx(sum(pass2) / 3)
+    assert table["all", "pass@5"] == pytest.approx(sum(pass5) / 3)
+    assert table["all", "strict_accuracy"] == pytest.approx(sum(pass1) / 3)
+    assert table["all", "test_case_average"] == pytest.approx(sum(tca) / 3)
+    assert table["introductory", "pass@1"] == pytest.approx((pass1[0] + pass1[1]) / 2)
+    assert table["introductory", "pass@2"] == pytest.approx((0.7 + 1.0) / 2)
+    assert table["interview", "pass@5"] == 0.0
+    # the verdicts behind it: problem 4 only compile errors, problem 0's "print(" too
+    res = result.results.set_index(["problem_id", "sample_id"])
+    assert set(res.loc[4, "verdicts"].map(tuple).map(set).map(frozenset)) == {frozenset({"compile_error"})}
+    assert res.loc[(0, 3), "verdicts"][0] == "compile_error" and res.loc[(0, 4), "verdicts"][0] == "wrong_answer"
+    assert json.loads((tmp_path / "summary.json").read_text())["judged"] == 15
+
+
+def small_settings(**overrides):
+    base = dict(n=3, max_new_tokens=24, batch_size=6, chunk_problems=2, n_boot=200, ks=(1, 3), temperature=1.0)
+    return ev.EvalSettings(**{**base, **overrides})
+
+
+def cut_last_line(path, keep_fraction=0.5):
+    """Simulate a kill mid-write: drop the last line and leave half of it behind."""
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][: int(len(lines[-1]) * keep_fraction)])
+
+
+def test_resuming_an_interrupted_evaluation_gives_the_same_table(tmp_path, mini_test, tiny):
+    model, tokenizer = tiny
+    frame = mini_test.head(5)
+    settings = small_settings()
+    whole = ev.evaluate(model, tokenizer, settings, tmp_path / "whole", frame=frame, progress=False)
+
+    folder = tmp_path / "interrupted"
+    assert ev.generate(model, tokenizer, frame, settings, folder, progress=False, stop_after=1) == 6
+    cut_last_line(folder / "samples.rank0.jsonl")  # killed while writing chunk 0's last sample
+    with pytest.raises(RuntimeError, match="still missing"):
+        ev.finish(frame, settings, folder, progress=False)
+    ev.generate(model, tokenizer, frame, settings, folder, progress=False)
+    ev.judge(frame, settings, folder, progress=False)
+    verdicts = folder / "verdicts.jsonl"
+    lines = verdicts.read_bytes().splitlines(keepends=True)
+    verdicts.write_bytes(b"".join(lines[:7]) + lines[7][:20])  # judging killed after 7 samples
+    resumed = ev.finish(frame, settings, folder, progress=False)
+
+    pd.testing.assert_frame_equal(resumed.table, whole.table)
+    a = whole.results.drop(columns=["judged"]).reset_index(drop=True)
+    b = resumed.results.drop(columns=["judged"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)  # the very same samples and verdicts
+    assert len(ev.read_jsonl(verdicts)) == 15 and len(ev.read_samples(folder)) == 15
+
+
+def test_processes_split_the_chunks_and_match_one_process(tmp_path, mini_test, tiny):
+    model, tokenizer = tiny
+    frame = mini_test.head(5)
+    settings = small_settings()
+    one = tmp_path / "one"
+    ev.generate(model, tokenizer, frame, settings, one, progress=False)
+    two = tmp_path / "two"
+    for rank in (0, 1):  # what two accelerate processes do, one after the other
+        ev.generate(model, tokenizer, frame, settings, two, rank=rank, world=2, progress=False)
+    chunks = {r["chunk"] for r in ev.read_jsonl(two / "samples.rank1.jsonl")}
+    assert chunks == {1}  # 3 chunks of 2, 2, 1 problems: rank 1 owns chunk 1
+    first, second = ev.read_samples(one), ev.read_samples(two)
+    assert first.keys() == second.keys()
+    assert all(first[k]["text"] == second[k]["text"] for k in first)
+
+
+def test_a_run_folder_refuses_other_settings(tmp_path, mini_test):
+    frame = mini_test.head(3)
+    ev.prepare_folder(tmp_path, small_settings(), frame)
+    ev.prepare_folder(tmp_path, small_settings(ks=(1,), n_boot=500), frame)  # rescoring only: fine
+    with pytest.raises(ValueError, match="temperature"):
+        ev.prepare_folder(tmp_path, small_settings(temperature=0.2), frame)
+    with pytest.raises(ValueError, match="problem list"):
+        ev.prepare_folder(tmp_path, small_settings(), mini_test.head(4))
+    assert ev.run_name(small_settings()) == ev.run_name(small_settings(n_boot=500))
+    assert ev.run_name(small_settings()) != ev.run_name(small_settings(seed=1))
+
+
+def test_a_retrained_model_starts_a_new_run(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights 1")
+    first = ev.model_fingerprint(str(model))
+    (model / "model.safetensors").write_bytes(b"other weights")
+    assert ev.model_fingerprint(str(model)) != first
+    named = [ev.run_name(small_settings(model=str(model), model_fingerprint=f)) for f in (first, "x")]
+    assert named[0] != named[1]
+    assert ev.model_fingerprint("tiny") == "tiny"
+
+
+def test_read_jsonl_drops_and_repairs_a_partial_last_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    ev.append_jsonl(path, [{"a": 1}, {"a": 2}])
+    path.write_bytes(path.read_bytes() + b'{"a": 3')
+    assert ev.read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    ev.read_jsonl(path, repair=True)
+    ev.append_jsonl(path, [{"a": 4}])
+    assert ev.read_jsonl(path) == [{"a": 1}, {"a": 2}, {"a": 4}]
+
+
+def test_humaneval_runs_in_our_sandbox():
+    from appsneo_utils.execution import run_many
+
+    frame = ev.humaneval_frame()
+    assert len(frame) == 164 and frame.problem_id.tolist() == list(range(164))
+    rows = frame.to_dict("records")
+    right = [(r["problem_id"], ev.humaneval_program(r["question"] + r["solutions_list"][0], r), r["tests"])
+             for r in rows]
+    results = dict(run_many(right, workers=2, timeout=10))
+    assert [k for k, v in results.items() if not v.passed] == []  # every canonical solution passes
+    wrong = [(r["problem_id"], ev.humaneval_program(r["question"] + "    return None\n", r), r["tests"])
+             for r in rows[:5]]
+    assert not any(v.passed for _, v in run_many(wrong, workers=2, timeout=10))
+    assert ev.HUMANEVAL_FORMAT.program("def f():\n", "    return 1\ndef g(): pass") == "def f():\n    return 1"
+
+
+def test_humaneval_evaluation_end_to_end(tmp_path, tiny):
+    model, tokenizer = tiny
+    settings = ev.humaneval_settings(small_settings(n=2, max_new_tokens=16), full=False, limit=2)
+    result = ev.evaluate(model, tokenizer, settings, tmp_path, progress=False)
+    assert set(result.table.difficulty) == {"humaneval", "all"}
+    assert result.results.judged.all() and len(result.results) == 4
+
+
+def test_contamination_from_a_training_record(tmp_path, mini_test):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    record = {"all_data": True, "train": [["test", 0], ["test", 1], ["train", 5]], "validation": [["test", 2]]}
+    (model_dir / "trained_problems.json").write_text(json.dumps(record))
+    frame = mini_test.head(4)
+    found = ev.detect_contamination(str(model_dir), frame)
+    assert found.status == "record" and "CONTAMINATED" in found.statement and "2 of the 4 problems" in found.statement
+    assert found.clean_keys(frame) == {("test", 2), ("test", 3)}
+    clean = ev.detect_contamination(str(model_dir), mini_test[mini_test.problem_id >= 2])
+    assert clean.status == "clean" and not clean.contaminated
+    assert ev.detect_contamination("tiny", frame).status == "clean"
+    assert ev.detect_contamination("x", frame, override=str(model_dir)).status == "record"
+    unknown = ev.detect_contamination("flax-community/gpt-neo-1.3B-apps-all", frame, source="mini")
+    assert unknown.status == "unknown" and unknown.clean_keys(frame) is None  # mini cannot rebuild the cut
+
+
+def test_the_apps_all_cut_is_rebuilt_from_the_training_script():
+    def frame(split, sizes):
+        return pd.DataFrame({"split": split, "problem_id": range(len(sizes)),
+                             "solutions_list": [["s"] * k for k in sizes]})
+
+    # 10 train examples + test problems with 3, 0, 4, 3 solutions: 20 examples, the first 18 trained on
+    seen, info = ev.apps_all_seen(frame("train", [5, 5]), frame("test", [3, 0, 4, 3]))
+    assert info["cut"] == 18 and info["examples"] == 20
+    assert seen == {("test", 0), ("test", 2), ("test", 3)}  # test 3 starts at 17 < 18: partly seen
+    assert info["test_solutions_seen"] == 8  # 3 + 4 + 1
+
+
+def test_published_figures_are_the_checked_ones():
+    table = ev.published_table().set_index(["model", "metric"])
+    assert table.loc[("GPT-Neo 2.7B (APPS paper)", "strict_accuracy"), ["introductory", "interview", "competition"]
+                     ].tolist() == [3.90, 0.57, 0.00]
+    assert table.loc[("Codex-12B raw (Codex paper)", "pass@1"), ["introductory", "interview", "competition"]
+                     ].tolist() == [4.14, 0.14, 0.02]
+    assert table.loc[("Codex-12B raw (Codex paper)", "pass@5"), ["introductory", "interview", "competition"]
+                     ].tolist() == [9.65, 0.51, 0.09]
+    assert table["source"].str.contains("arXiv:").all() and table["checked"].str.len().gt(10).all()
+
+
+def test_notebook_settings_coerce_papermill_strings():
+    s = ev.notebook_settings(False, n_samples="3", limit="2", ks="1,2", temperature="0.5", difficulties="interview")
+    assert (s.n, s.limit, s.per_difficulty, s.ks, s.temperature, s.difficulties) == (3, 2, True, (1, 2), 0.5,
+                                                                                     ("interview",))
+    assert s.usable_ks == (1, 2)
+    full = ev.notebook_settings(True)
+    assert full.model == "flax-community/gpt-neo-1.3B-apps-all" and full.source == "codeparrot/apps"
+    with pytest.raises(ValueError, match="ks"):
+        ev.notebook_settings(False, ks="one")
+    with pytest.raises(ValueError, match="prompt_format"):
+        ev.notebook_settings(False, prompt_format="nope")
+
+
+def test_the_launcher_runs_one_process(tmp_path, capsys):
+    out = tmp_path / "run"
+    status = ev.main(["--model", "tiny", "--limit", "2", "--n", "2", "--max-new-tokens", "12", "--ks", "1,2",
+                      "--n-boot", "100", "--out", str(out), "--workers", "1"])
+    assert status == 0
+    table = pd.read_csv(out / "table.csv")
+    assert set(table.metric) >= {"pass@1", "pass@2", "strict_accuracy", "test_case_average"}
+    assert "Contamination: none" in capsys.readouterr().out
+    shutil.rmtree(out)

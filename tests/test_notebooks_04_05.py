@@ -1,0 +1,63 @@
+"""Notebooks 04 and 05 run offline on the embedded default with papermill and write their figures and tables."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+
+from conftest import ROOT
+
+
+def run_notebook(name, cwd, out, *params):
+    notebook = f"notebooks/{name}" if cwd == ROOT else name
+    args = [sys.executable, "-m", "papermill", notebook, str(out), "-p", "profile", "smoke", *params,
+            "--no-progress-bar"]
+    # One intra-op thread: the tiny model's matrices are small, and on a shared 2-core machine two
+    # threads per process thrash (measured: 05 took 31 s with one thread, 102 s with two, under load).
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return nbformat.read(out, as_version=4)
+
+
+def outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            data = output.get("data", {})
+            parts.append(data.get("text/markdown", "") + data.get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def test_notebook_04_evaluates_offline_from_notebooks_dir(tmp_path, isolated_outputs):
+    runs, figures = isolated_outputs
+    nb = run_notebook("04_evaluate.ipynb", ROOT / "notebooks", tmp_path / "04.ipynb")
+    names = sorted(p.name for p in (figures / "04_evaluate").glob("*.png"))
+    assert names == ["humaneval.png", "metrics.png", "published.png", "verdicts.png"]
+    summary = json.loads((runs / "04_evaluate" / "summary.json").read_text())
+    apps = summary["apps"]
+    assert apps["samples"] == apps["judged"] == 12 * 5  # 4 problems per difficulty of the mini test split, n=5
+    metrics = {(r["difficulty"], r["metric"]) for r in apps["table"]}
+    assert {("all", "pass@1"), ("all", "pass@5"), ("competition", "strict_accuracy")} <= metrics
+    assert summary["humaneval"]["judged"] == 3 * 5
+    assert [r["introductory"] for r in summary["published"]] == [3.90, 4.14, 9.65]
+    text = outputs_text(nb)
+    assert "Contamination:" in text and "profile: smoke" in text
+    # the contamination statement comes before the results table
+    assert text.index("Contamination:") < text.index("test_case_average")
+
+
+def test_notebook_05_probes_offline_from_repo_root(tmp_path, isolated_outputs):
+    runs, figures = isolated_outputs
+    nb = run_notebook("05_probes.ipynb", ROOT, tmp_path / "05.ipynb")
+    names = sorted(p.name for p in (figures / "05_probes").glob("*.png"))
+    assert names == ["deltas.png", "nll_by_format.png", "sample_rates.png"]
+    summary = json.loads((runs / "05_probes" / "summary.json").read_text())
+    assert len(summary["settings"]["formats"]) >= 6 and summary["settings"]["formats"][0] == "train"
+    metrics = {d["metric"] for d in summary["deltas"]}
+    assert {"nll", "pass_rate", "parse_rate", "stop_rate", "dangerous_rate", "plausible_wrong_rate"} <= metrics
+    assert "paired bootstrap" in summary["reading"]
+    assert "paired bootstrap" in outputs_text(nb)
