@@ -58,11 +58,16 @@ def run_pipeline(profile: str = "smoke", only=None, parameters: dict | None = No
             ) from None
         print(f"    done in {time.time() - start:.0f} s", flush=True)
         executed.append(output)
-    figures = sorted(p for p in FIGURES_DIR.glob("*/*.png"))
-    print(f"figures: {len(figures)} under {FIGURES_DIR.relative_to(ROOT)}/")
+    figures = sorted(FIGURES_DIR.glob("*/*.png"))
+    print(f"figures: {len(figures)} under {_shown(FIGURES_DIR)}/")
     for folder in sorted({p.parent for p in figures}):
-        print(f"  {folder.relative_to(ROOT)}/: {', '.join(p.name for p in figures if p.parent == folder)}")
+        print(f"  {_shown(folder)}/: {', '.join(p.name for p in figures if p.parent == folder)}")
     return executed
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the repository when inside it (APPSNEO_FIGURES may point elsewhere)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def main(argv=None) -> int:
