@@ -1,0 +1,294 @@
+"""The fine-tuning engine: recipe defaults, answer-only masking, grouped validation, resume after a kill,
+LoRA, the accelerate entry point; all on the tiny model and the mini set, on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from appsneo_utils import finetune, training
+from appsneo_utils.data import load_apps
+from appsneo_utils.modeling import load_model, tiny_model
+from conftest import ROOT
+
+# Small and quick: 6 training problems (12 examples), 2 held out, 512-token blocks.
+QUICK = dict(block_size=512, batch_size=2, max_train_problems=6, val_problems=2, learning_rate=3e-3,
+             warmup_steps=2, log_every=1, epochs=2)
+
+
+def quick(tmp_path, name="run", **overrides):
+    return training.make_settings("smoke", output_dir=str(tmp_path / name), **{**QUICK, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_model(0)[1]
+
+
+@pytest.fixture(scope="module")
+def mini_all():
+    return load_apps("mini", split="all", verbose=False)
+
+
+def test_defaults_are_the_original_recipe():
+    s = training.TrainSettings()
+    assert (s.model, s.data, s.block_size, s.batch_size, s.learning_rate, s.warmup_steps) == (
+        "EleutherAI/gpt-neo-1.3B", "codeparrot/apps", 1024, 3, 8e-5, 800)
+    assert (s.adam_beta1, s.adam_beta2, s.weight_decay, s.epochs, s.precision, s.grad_accum) == (
+        0.9, 0.98, 0.1, 5, "bf16", 1)
+    assert (s.report_to, s.all_data, s.lora, s.resume) == ("none", False, False, "auto")
+    assert all(f.metadata["help"] for f in training.fields(training.TrainSettings))
+
+
+def test_smoke_profile_and_papermill_strings(tmp_path):
+    s = training.make_settings("smoke", all_data="true", batch_size="2", learning_rate="1e-3", max_steps="none")
+    assert (s.model, s.data, s.all_data, s.batch_size, s.learning_rate, s.max_steps) == ("tiny", "mini", True, 2,
+                                                                                         1e-3, None)
+    assert training.make_settings("smoke", all_data="false").all_data is False
+    assert training.make_settings("full").model == "EleutherAI/gpt-neo-1.3B"
+    with pytest.raises(ValueError, match=r"all_data must be true or false.*'maybe'"):
+        training.make_settings("smoke", all_data="maybe")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        training.make_settings("smoke", precision="fp8")
+    with pytest.raises(ValueError, match="unknown settings: batchsize"):
+        training.make_settings("smoke", batchsize=3)
+    assert training.make_settings("smoke", resume="True").resume is True
+    # profile "auto" on a machine without a GPU is the embedded default
+    if not torch.cuda.is_available():
+        assert training.make_settings("auto").profile == "smoke"
+
+
+def test_answer_only_masking_and_eos(tmp_path, tokenizer):
+    data = training.prepare_data(quick(tmp_path), tokenizer, verbose=False)
+    eos = tokenizer.eos_token_id
+    for example in data.train + data.val:
+        ids, labels = example["input_ids"], example["labels"]
+        n_prompt = labels.index(next(x for x in labels if x != -100))
+        assert n_prompt > 0 and all(x == -100 for x in labels[:n_prompt]), "the prompt is masked"
+        assert labels[n_prompt:] == ids[n_prompt:], "every answer token has a loss"
+        assert tokenizer.decode(ids[:n_prompt]).endswith("\nANSWER:\n")
+        assert (ids[-1] == eos and labels[-1] == eos) != example["truncated"], "EOS ends every untruncated example"
+        assert len(ids) <= 512
+    batch = training.collate(data.train[:2], eos)
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all(), "padding has no loss"
+    assert "ends with EOS: True" in training.describe_example(data.sample, tokenizer)
+
+
+def test_overlong_examples_are_counted(tmp_path, tokenizer):
+    data = training.prepare_data(quick(tmp_path, block_size=320, val_problems=8, max_train_problems=None),
+                                 tokenizer, verbose=False)
+    c = data.counts["train"]
+    assert c["dropped"] > 0 and c["kept"] + c["dropped"] == c["examples"]
+    assert all(len(e["input_ids"]) <= 320 for e in data.train) and c["truncated"] > 0
+    assert "dropped" in data.summary()
+
+
+@pytest.mark.parametrize("all_data", [True, False])
+def test_grouped_split_has_no_problem_on_both_sides(tmp_path, tokenizer, mini_all, all_data):
+    settings = quick(tmp_path, all_data=all_data, max_train_problems=None, val_problems=5)
+    data = training.prepare_data(settings, tokenizer, verbose=False)
+    train, val = set(data.train_problems), set(data.val_problems)
+    assert len(val) == 5 and not train & val
+    splits = {s for s, _ in train | val}
+    assert splits == ({"train", "test"} if all_data else {"train"})
+    # every solution of a held-out problem is held out: examples are counted per problem
+    solutions = {(r["split"], r["problem_id"]): len(r["solutions_list"]) for r in mini_all.to_dict("records")}
+    assert data.counts["val"]["examples"] == sum(solutions[k] for k in val)
+    # shuffled with the seed, not the tail of the rows
+    keys = sorted(solutions) if all_data else sorted(k for k in solutions if k[0] == "train")
+    assert data.val_problems != keys[-5:] or data.val_problems != keys[:5]
+    other = training.split_problems(keys, 5, seed=1)[1]
+    assert set(other) != val and training.split_problems(keys, 5, seed=settings.seed)[1] == data.val_problems
+
+
+def test_epoch_batches_cover_the_data_and_shard_across_processes():
+    one = training.epoch_batches(10, 3, 1, seed=0, epoch=0)
+    assert one == training.epoch_batches(10, 3, 1, seed=0, epoch=0), "a function of (seed, epoch) only"
+    assert one != training.epoch_batches(10, 3, 1, seed=0, epoch=1)
+    assert set(sum(one, [])) == set(range(10)) and all(len(b) == 3 for b in one)
+    two = training.epoch_batches(10, 2, 2, seed=0, epoch=0)
+    assert all(len(b) == 4 for b in two) and set(sum(two, [])) == set(range(10))
+
+
+def test_packing_keeps_every_token_and_mask():
+    examples = [{"input_ids": [1] * n, "labels": [-100] * (n - 2) + [5, 6]} for n in (3, 4, 5, 9)]
+    blocks = training.pack(examples, 10)
+    assert [len(b["input_ids"]) for b in blocks] == [7, 5, 9]
+    assert [x for b in blocks for x in b["labels"]] == [x for e in examples for x in e["labels"]]
+
+
+def test_packing_option(tmp_path, tokenizer):
+    data = training.prepare_data(quick(tmp_path, packing=True, block_size=1024), tokenizer, verbose=False)
+    assert data.counts["packed_blocks"] == len(data.train) < data.counts["train"]["kept"]
+    assert all(len(b["input_ids"]) <= 1024 for b in data.train)
+
+
+def _losses(history):
+    return [(e["step"], e["loss"]) for e in history["train"]], [(e["step"], e["loss"]) for e in history["val"]]
+
+
+def _same_curve(a, b):
+    assert [s for s, _ in a] == [s for s, _ in b]
+    assert [x for _, x in a] == pytest.approx([x for _, x in b], rel=1e-5, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the quick run, 12 steps, checkpoint every 3, never interrupted."""
+    settings = quick(tmp_path_factory.mktemp("ref"), max_steps=12, save_steps=3)
+    return training.run(settings)
+
+
+def test_run_writes_model_metrics_and_trained_problems(uninterrupted):
+    result = uninterrupted
+    assert result.completed and result.step == 12 and result.total_steps == 12
+    train, val = _losses(result.history)
+    assert [s for s, _ in train] == list(range(1, 13)) and [s for s, _ in val][0] == 0
+    assert val[-1][1] < val[0][1], "the validation loss falls"
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["val_loss"] == pytest.approx(val[-1][1]) and metrics["perplexity"] > 1
+    record = json.loads((result.model_dir / "trained_problems.json").read_text())
+    trained, held_out = {tuple(k) for k in record["train"]}, {tuple(k) for k in record["validation"]}
+    assert len(trained) == 6 and len(held_out) == 2 and not trained & held_out
+    assert training.load_trained_problems(result.model_dir) == {tuple(k) for k in record["train"]}
+    # 03_sample loads it by path
+    model, tokenizer = load_model(str(result.model_dir), device="cpu")
+    ids = tokenizer("\nQUESTION:\nAdd two numbers.\n", return_tensors="pt")["input_ids"]
+    assert model.generate(ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
+    kept = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
+    assert kept == ["step-00000009", "step-00000012"], "save_total_limit=2 keeps the newest two"
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from appsneo_utils import training
+    settings = training.make_settings("smoke", output_dir=sys.argv[1], **{settings!r})
+    def die(state):
+        if state["step"] == 8:  # after step 8; the last checkpoint is step 6
+            os.kill(os.getpid(), signal.SIGKILL)
+    training.run(settings, on_step=die)
+""")
+
+
+def test_resume_after_a_kill_continues_the_same_curve(tmp_path, uninterrupted):
+    params = {**QUICK, "max_steps": 12, "save_steps": 3}
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILLER.format(settings=params), str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
+    settings = training.make_settings("smoke", output_dir=str(out), **params)
+    assert training.find_checkpoint(settings).name == "step-00000006"
+    resumed = training.run(settings)  # resume="auto" finds step 6
+    assert resumed.completed and resumed.step == uninterrupted.step == 12
+    for got, want in zip(_losses(resumed.history), _losses(uninterrupted.history)):
+        _same_curve(got, want)
+    a = resumed.model.state_dict()
+    b = uninterrupted.model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in b)
+
+
+def test_stop_after_then_resume(tmp_path, uninterrupted):
+    first = training.run(quick(tmp_path, max_steps=12, save_steps=3, stop_after=5))
+    assert not first.completed and first.step == 5 and not first.model_dir.exists()
+    second = training.run(quick(tmp_path, max_steps=12, save_steps=3))
+    assert second.step == 12
+    for got, want in zip(_losses(second.history), _losses(uninterrupted.history)):
+        _same_curve(got, want)
+    # a finished run that is run again resumes at its end: nothing is retrained
+    third = training.run(quick(tmp_path, max_steps=12, save_steps=3))
+    assert third.step == 12 and third.history == second.history
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    training.run(quick(tmp_path, max_steps=2))
+    other = quick(tmp_path, max_steps=2, learning_rate=1e-3)
+    assert training.find_checkpoint(other) is None
+    with pytest.raises(ValueError, match="learning_rate"):
+        training.find_checkpoint(quick(tmp_path, max_steps=2, learning_rate=1e-3, resume=True))
+    with pytest.raises(FileNotFoundError):
+        training.find_checkpoint(quick(tmp_path / "nothing", resume=True))
+    assert training.find_checkpoint(quick(tmp_path, max_steps=2, resume=False)) is None
+
+
+def test_lora_trains_only_adapters_and_saves_a_plain_model(tmp_path):
+    settings = quick(tmp_path, lora=True, lora_r=4, max_steps=3, learning_rate=1e-2)
+    model, tokenizer = training.build_model(settings, verbose=False)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    result = training.run(settings, model=model, tokenizer=tokenizer)
+    assert result.completed
+    saved, _ = load_model(str(result.model_dir), device="cpu")
+    base = {n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in before.items()
+            if "lora_" not in n}
+    changed = [n for n, p in saved.named_parameters() if not torch.equal(p, base[n])]
+    assert changed and all(any(t in n for t in ("q_proj", "k_proj", "v_proj", "out_proj")) for n in changed)
+    assert json.loads((result.run_dir / "metrics.json").read_text())["memory_option"] == "LoRA"
+
+
+def test_fast_attention_hook(monkeypatch, tmp_path):
+    import appsneo_utils.modeling as modeling
+
+    calls = []
+    monkeypatch.setattr(modeling, "use_fast_attention", lambda model, *a, **k: calls.append(model) or model,
+                        raising=False)
+    training.build_model(quick(tmp_path, attention="eager"), verbose=False)
+    assert calls == []
+    if not torch.cuda.is_available():
+        assert training.resolve_attention(quick(tmp_path)) == "eager", "auto is eager on a CPU"
+    training.build_model(quick(tmp_path, attention="sdpa"), verbose=False)
+    assert len(calls) == 1
+
+
+def test_cli_has_every_setting_and_calls_run(monkeypatch, tmp_path):
+    options = {a.dest for a in finetune.parser()._actions}
+    assert set(training.parameter_names()) <= options
+    seen = []
+    monkeypatch.setattr(training, "run", lambda settings: seen.append(settings) or training.RunResult(
+        settings, {"train": [], "val": []}, {}, True, 0, 0))
+    finetune.main(["--profile", "smoke", "--all_data", "true", "--output_dir", str(tmp_path), "--figures", "false"])
+    assert seen[0].all_data is True and seen[0].model == "tiny"
+
+
+def test_accelerate_launch_runs_the_same_function(tmp_path, isolated_outputs):
+    """`accelerate launch -m appsneo_utils.finetune` (CPU, one process) = training.run in this process."""
+    params = {**QUICK, "max_steps": 4}
+    flags = [x for k, v in params.items() for x in (f"--{k}", str(v))]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    proc = subprocess.run(
+        launcher + ["-m", "appsneo_utils.finetune", "--profile", "smoke", "--all_data", "true",
+                    "--output_dir", str(tmp_path / "launched")] + flags,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    launched = json.loads((tmp_path / "launched" / "history.json").read_text())
+    here = training.run(training.make_settings("smoke", all_data=True, output_dir=str(tmp_path / "here"), **params))
+    for got, want in zip(_losses(launched), _losses(here.history)):
+        _same_curve(got, want)
+    saved = json.loads((tmp_path / "launched" / "settings.json").read_text())
+    assert saved == {**asdict(here.settings), "output_dir": str(tmp_path / "launched")}
+    _, figures = isolated_outputs
+    assert sorted(p.name for p in (figures / "02_finetune").glob("*.png")) == [
+        "learning_rate.png", "loss.png", "tokens_per_s.png"]
+
+
+def test_two_processes_on_cpu(tmp_path, isolated_outputs):
+    """Data-parallel over two CPU processes (gloo): the path `accelerate launch --multi_gpu` takes on GPUs."""
+    out = tmp_path / "ddp"
+    flags = [x for k, v in {**QUICK, "max_steps": 4}.items() for x in (f"--{k}", str(v))]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "appsneo_utils.finetune",
+         "--profile", "smoke", "--output_dir", str(out), "--figures", "false"] + flags,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 per device x 2 processes" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["completed"] and metrics["step"] == 4
