@@ -753,10 +753,13 @@ class Worker:
                         os.unlink(path)
                 except OSError:
                     pass
-        if not self.iso.private_dirs and self.iso.uid is not None:
-            # No mount namespace (e.g. a container without CAP_SYS_ADMIN): the sandbox uid can still
-            # write to world-writable directories; remove what it left there.
+        if self.iso.uid is not None:
+            # A world-writable directory left shared (no mount namespace, as in a container without
+            # CAP_SYS_ADMIN, or /tmp holding the interpreter or the kit): the sandbox uid can still
+            # write there; remove what it left.
             for d in PRIVATE_DIRS:
+                if os.path.realpath(d) in self.iso.private_dirs:
+                    continue
                 try:
                     with os.scandir(d) as entries:
                         for entry in entries:
