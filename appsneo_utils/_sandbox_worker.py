@@ -19,6 +19,8 @@ Whatever is not permitted falls back (see `_Isolation`) and is reported in the `
 
 from __future__ import annotations
 
+import _signal
+import atexit
 import ctypes
 import ctypes.util
 import errno
@@ -329,7 +331,7 @@ def _child(job: dict, test_input, files: dict, workdir: str, iso: _Isolation, co
     try:
         os.setsid()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
+            _signal.signal(sig, _signal.SIG_DFL)  # the C function: no enum wrapping on the hot path
         os.dup2(files["stdin"], 0)
         os.dup2(files["stdout"], 1)
         os.dup2(files["stderr"], 2)
@@ -377,7 +379,6 @@ def _child(job: dict, test_input, files: dict, workdir: str, iso: _Isolation, co
         sys.argv = ["solution.py"]
         sys.set_int_max_str_digits(0)  # the APPS-era Pythons had no limit on int <-> str
         random.seed()
-        import atexit
         atexit._clear()
         module = types.ModuleType("__main__")
         module.__dict__.update(prelude)
