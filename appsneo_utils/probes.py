@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .prompts import FORMATS, get_format, reindent_tabs
+from .sampling import context_size, generate_samples, problem_prompts
 
 BASELINE = "train"
 PROBE_FORMATS = tuple(FORMATS)  # all eight registered formats; the first is the training format
@@ -64,13 +65,6 @@ class TokenNLL:
         return self.total / self.tokens if self.tokens else float("nan")
 
 
-def _context_size(model, tokenizer) -> int:
-    size = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    limit = getattr(tokenizer, "model_max_length", None)
-    candidates = [v for v in (size, limit) if isinstance(v, int) and 0 < v < 1_000_000]
-    return min(candidates) if candidates else 2048
-
-
 def encode_pair(tokenizer, prompt: str, target: str, *, context: int, max_target_tokens: int | None = None):
     """(ids, first target position, TokenNLL skeleton): prompt and target tokenised apart, as in training."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
@@ -96,7 +90,7 @@ def nll_pairs(model, tokenizer, pairs, *, batch_size: int = 8, max_target_tokens
     """
     import torch
 
-    context = _context_size(model, tokenizer)
+    context = context_size(model, tokenizer)
     encoded = [encode_pair(tokenizer, p, t, context=context, max_target_tokens=max_target_tokens) for p, t in pairs]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device

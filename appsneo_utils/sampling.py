@@ -112,7 +112,7 @@ def generate_samples(
     if pad_id is None:
         raise ValueError("the tokenizer has neither a pad nor an EOS token; set tokenizer.pad_token first")
 
-    context = _context_size(model, tokenizer)
+    context = context_size(model, tokenizer)
     encoded = [_encode_prompt(tokenizer, p, max_new_tokens, context) for p in prompts]
     # Longest prompts first: similar lengths share a batch (less padding), and memory trouble shows early.
     rows = sorted(((i, j) for i in range(len(prompts)) for j in range(copies)), key=lambda r: -len(encoded[r[0]][0]))
@@ -201,7 +201,8 @@ def _choose_backend(backend: str, device) -> str:
     return backend
 
 
-def _context_size(model, tokenizer) -> int:
+def context_size(model, tokenizer) -> int:
+    """Tokens the model can attend to: the smaller of its positions and the tokenizer's limit."""
     size = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     limit = getattr(tokenizer, "model_max_length", None)
     candidates = [v for v in (size, limit) if isinstance(v, int) and 0 < v < 1_000_000]
