@@ -296,7 +296,6 @@ def sample_formats(model, tokenizer, frame: pd.DataFrame, formats=PROBE_FORMATS,
     Problems without tests are sampled but not judged (verdicts None).
     """
     from .execution import run_many
-    from .sampling import generate_samples, problem_prompts
 
     records = frame.to_dict("records")
     rows, jobs = [], []
