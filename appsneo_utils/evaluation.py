@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .execute import complete_lines
 from .prompts import PromptFormat, get_format
 
 NOTEBOOK = "04_evaluate"
@@ -202,16 +203,8 @@ def prompts_for(frame: pd.DataFrame, settings: EvalSettings) -> list[str]:
 
 def read_jsonl(path: Path, *, repair: bool = False) -> list[dict]:
     """The rows of a JSONL file; a partly written last line (a kill mid-write) is dropped (and cut off with repair)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if repair and end != len(data):
-        with open(path, "rb+") as handle:
-            handle.truncate(end)
     rows = []
-    for line in data[:end].splitlines():
+    for line in complete_lines(path, repair=repair):
         try:
             row = json.loads(line)
         except ValueError:

@@ -62,17 +62,24 @@ def load_problems(source: str, split: str) -> dict:
     return problems
 
 
+def complete_lines(path, *, repair: bool = False) -> list[bytes]:
+    """The whole lines of a JSONL file: a partly written last line (a kill mid-write) is left out,
+    and with repair cut off the file, so that appending can go on."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if repair and end != len(data):
+        with open(path, "rb+") as handle:
+            handle.truncate(end)
+    return data[:end].splitlines()
+
+
 def resume(out: Path) -> set[str]:
     """Keys already judged in `out`; a partly written last line (a kill mid-write) is cut off."""
     done: set[str] = set()
-    if not out.exists():
-        return done
-    with open(out, "rb+") as handle:
-        data = handle.read()
-        end = data.rfind(b"\n") + 1
-        if end != len(data):
-            handle.truncate(end)
-    for number, line in enumerate(data[:end].splitlines(), 1):
+    for number, line in enumerate(complete_lines(out, repair=True), 1):
         try:
             row = json.loads(line)
             done.add(_key(row["problem_id"], row["sample_id"]))
