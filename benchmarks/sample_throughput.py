@@ -22,17 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train_throughput import (  # noqa: E402  (shared benchmark helpers)
-    PeakMemory, build_model, forward_flops, header, matmul_params, matmul_peak, neo_config, parse, pick_device,
-    report, sync,
+    CommonArgs, PeakMemory, build_model, forward_flops, header, matmul_params, matmul_peak, neo_config, parse,
+    pick_device, report, sync,
 )
 
 from appsneo_utils import fast_sampling  # noqa: E402
 
 
 @dataclass
-class Args:
-    model: str = field(default="auto", metadata={"help": "auto (1.3b on CUDA, tiny elsewhere) | 1.3b | tiny"})
-    device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+class Args(CommonArgs):
     batch: int = field(default=0, metadata={"help": "samples per call (0: 16 for 1.3b, 8 tiny)"})
     prompt: int = field(default=0, metadata={"help": "prompt tokens (0: 512 for 1.3b, 64 tiny)"})
     new: int = field(default=0, metadata={"help": "new tokens per sample (0: 256 for 1.3b, 64 tiny)"})
@@ -42,9 +40,6 @@ class Args:
     top_k: int = field(default=0, metadata={"help": "top-k sampling (0: off)"})
     cuda_graph: str = field(default="auto", metadata={"help": "fast path CUDA graphs: auto (on CUDA) | on | off"})
     agreement: int = field(default=32, metadata={"help": "greedy tokens compared between stock and fast (0: skip)"})
-    skip_stock: bool = field(default=False, metadata={"help": "time only the fast path (no ratio)"})
-    seed: int = field(default=0, metadata={"help": "weights, prompts and sampling seed"})
-    out: str = field(default="", metadata={"help": "also write the results as JSON here"})
 
 
 def stock_generate(model, ids, args, new, do_sample=True):

@@ -35,9 +35,18 @@ from appsneo_utils import modeling  # noqa: E402
 
 
 @dataclass
-class Args:
+class CommonArgs:
+    """Options both benchmark scripts take."""
+
     model: str = field(default="auto", metadata={"help": "auto (1.3b on CUDA, tiny elsewhere) | 1.3b | tiny"})
     device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
+    skip_stock: bool = field(default=False, metadata={"help": "time only the fast path (no ratio)"})
+    seed: int = field(default=0, metadata={"help": "seed of the random weights and inputs"})
+    out: str = field(default="", metadata={"help": "also write the results as JSON here"})
+
+
+@dataclass
+class Args(CommonArgs):
     batch: int = field(default=0, metadata={"help": "sequences per step (0: 3 for 1.3b, the original run's; 8 tiny)"})
     fast_batch: int = field(default=0, metadata={"help": "batch for the fast path (0: same as --batch)"})
     seq: int = field(default=0, metadata={"help": "tokens per sequence (0: 1024 for 1.3b, 256 tiny)"})
@@ -45,9 +54,6 @@ class Args:
     warmup: int = field(default=0, metadata={"help": "untimed steps first (0: 3 on CUDA for compile, 1 on CPU)"})
     compile: str = field(default="auto", metadata={"help": "torch.compile the fast path: auto (on CUDA) | on | off"})
     attention: str = field(default="sdpa", metadata={"help": "fast attention backend: sdpa | flex"})
-    skip_stock: bool = field(default=False, metadata={"help": "time only the fast path (no ratio)"})
-    seed: int = field(default=0, metadata={"help": "weights and data seed"})
-    out: str = field(default="", metadata={"help": "also write the results as JSON here"})
 
 
 def parse(cls, argv=None):
