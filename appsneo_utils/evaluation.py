@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .execute import complete_lines
+from .modeling import APPS_MODEL
 from .prompts import PromptFormat, get_format
 
 NOTEBOOK = "04_evaluate"
@@ -768,7 +769,7 @@ def write_outputs(evaluation: Evaluation) -> dict:
 
 # --- notebook glue -------------------------------------------------------------------------------
 
-FULL_DEFAULTS = dict(model="flax-community/gpt-neo-1.3B-apps-all", source="codeparrot/apps", n=10,
+FULL_DEFAULTS = dict(model=APPS_MODEL, source="codeparrot/apps", n=10,
                      max_new_tokens=512, batch_size=16, limit=None, humaneval_limit=None)
 SMOKE_DEFAULTS = dict(source="mini", n=5, max_new_tokens=128, batch_size=20, limit=4, humaneval_limit=3)
 
@@ -776,14 +777,11 @@ SMOKE_DEFAULTS = dict(source="mini", n=5, max_new_tokens=128, batch_size=20, lim
 def default_model(full: bool, model_name: str | None = None) -> str:
     """The model to evaluate: the one named, else by profile (full: the published -all model; smoke: the
     02_finetune output when it exists, else the tiny model)."""
-    from .paths import RUNS_DIR
+    from .sampling import finetuned_or_tiny
 
     if model_name:
         return model_name
-    if full:
-        return FULL_DEFAULTS["model"]
-    finetuned = RUNS_DIR / "02_finetune" / "model"
-    return str(finetuned) if (finetuned / "config.json").is_file() else "tiny"
+    return FULL_DEFAULTS["model"] if full else finetuned_or_tiny()
 
 
 def notebook_settings(full: bool, *, model_name="", data_source="", split="test", difficulties="all", limit=0,

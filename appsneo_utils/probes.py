@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .modeling import APPS_MODEL
 from .prompts import FORMATS, get_format, reindent_tabs
 from .sampling import context_size, generate_samples, problem_prompts
 
@@ -465,7 +466,7 @@ def reading(deltas: pd.DataFrame, *, n_problems: dict | None = None, n_samples: 
 
 # --- notebook glue -------------------------------------------------------------------------------
 
-FULL_DEFAULTS = dict(model="flax-community/gpt-neo-1.3B-apps-all", source="codeparrot/apps", nll_problems=200,
+FULL_DEFAULTS = dict(model=APPS_MODEL, source="codeparrot/apps", nll_problems=200,
                      solutions_per_problem=3, sample_problems=60, n=10, max_new_tokens=384, batch_size=16)
 SMOKE_DEFAULTS = dict(source="mini", nll_problems=6, solutions_per_problem=1, sample_problems=3, n=4,
                       max_new_tokens=96, batch_size=24)
