@@ -188,16 +188,9 @@ def _model_device(model):
 
 
 def _choose_backend(backend: str, device) -> str:
-    """"auto" is the fast sampler on CUDA (the HF one if it cannot be imported), HF generate elsewhere."""
+    """"auto" is the fast sampler (static KV cache, CUDA graphs) on CUDA, HF generate elsewhere."""
     if backend == "auto":
-        if device.type != "cuda":
-            return "hf"
-        try:
-            from . import fast_sampling  # noqa: F401  (imported only where it can help)
-        except ImportError as exc:
-            print(f"note: appsneo_utils.fast_sampling is not importable ({exc}); sampling with HF generate")
-            return "hf"
-        return "fast"
+        return "fast" if device.type == "cuda" else "hf"
     return backend
 
 
@@ -240,7 +233,7 @@ def _generate_batch(backend, model, tokenizer, ids, mask, stops, eos_id, pad_id,
     import torch
 
     if backend == "fast":
-        from .fast_sampling import generate as fast_generate  # lazily: only the fast backend needs it
+        from .fast_sampling import generate as fast_generate
 
         generator = torch.Generator(device=ids.device).manual_seed(seed)
         out = fast_generate(

@@ -29,7 +29,7 @@ from .prompts import encode_example, training_examples
 
 NOTEBOOK = "02_finetune"
 PRECISIONS = ("bf16", "fp16", "fp32")
-ATTENTIONS = ("auto", "eager", "sdpa")
+ATTENTIONS = ("auto", "eager", "sdpa", "flex")
 REPORTERS = ("none", "wandb", "tensorboard")
 NONE_WORDS = ("none", "null", "")
 
@@ -87,8 +87,8 @@ class TrainSettings:
                                      "does (False: refuse with advice)", "bool")
     gpu_memory_gb: float | None = _param(None, "plan for this much device memory (e.g. 16 for a Colab T4); "
                                                "None: measure this machine", "float", minimum=0.1, optional=True)
-    # --- speed (fast paths, issue 7)
-    attention: str = _param("auto", "auto | eager | sdpa: auto is sdpa on CUDA, eager on CPU", "choice",
+    # --- speed (the fast path: benchmarks/README.md)
+    attention: str = _param("auto", "auto | eager | sdpa | flex: auto is sdpa on CUDA, eager on CPU", "choice",
                             choices=ATTENTIONS)
     compile: bool = _param(False, "torch.compile the model", "bool")
     # --- checkpoints, resume and logs
@@ -211,22 +211,13 @@ def resolve_precision(settings: TrainSettings, *, verbose: bool = False) -> str:
 
 
 def resolve_attention(settings: TrainSettings, *, verbose: bool = False) -> str:
-    """"eager" or "sdpa": auto is sdpa on CUDA (when modeling.use_fast_attention exists), eager on CPU."""
-    wanted = settings.attention
-    if wanted == "auto":
-        wanted = "sdpa" if _cuda() else "eager"
-    if wanted == "eager":
-        return "eager"
-    try:
-        from .modeling import use_fast_attention  # noqa: F401  (added by the fast-path work)
-    except ImportError:
-        if settings.attention == "sdpa":
-            raise ImportError("attention='sdpa' needs appsneo_utils.modeling.use_fast_attention, which this "
-                              "version of the kit lacks; use attention='eager'") from None
+    """The attention backend to train with: auto is "sdpa" on CUDA, "eager" on a CPU."""
+    backend = settings.attention
+    if backend == "auto":
+        backend = "sdpa" if _cuda() else "eager"
         if verbose:
-            print("attention: modeling.use_fast_attention is not available; using eager attention")
-        return "eager"
-    return "sdpa"
+            print(f"attention: {backend} (auto: {'a CUDA GPU' if backend == 'sdpa' else 'no CUDA GPU'})")
+    return backend
 
 
 # --- memory plan ------------------------------------------------------------------------------
@@ -429,7 +420,7 @@ def build_model(settings: TrainSettings, *, checkpoint: Path | None = None, verb
     """(model, tokenizer) ready to train: seeded init, attention path, gradient checkpointing, LoRA."""
     import torch
 
-    from .modeling import _finish_tokenizer, load_model, tiny_model
+    from .modeling import _finish_tokenizer, load_model, tiny_model, use_fast_attention
     from .repro import set_seed
 
     set_seed(settings.seed)  # before the model is built: the tiny init and the LoRA init depend on it
@@ -449,10 +440,9 @@ def build_model(settings: TrainSettings, *, checkpoint: Path | None = None, verb
     positions = model.config.max_position_embeddings
     if settings.block_size > positions:
         raise ValueError(f"block_size={settings.block_size} exceeds the model's {positions} positions")
-    if resolve_attention(settings, verbose=verbose) != "eager":
-        from .modeling import use_fast_attention
-
-        use_fast_attention(model)
+    backend = resolve_attention(settings, verbose=verbose)
+    if backend != "eager":
+        use_fast_attention(model, backend)
     model.config.use_cache = False
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

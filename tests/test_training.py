@@ -232,18 +232,20 @@ def test_lora_trains_only_adapters_and_saves_a_plain_model(tmp_path):
     assert json.loads((result.run_dir / "metrics.json").read_text())["memory_option"] == "LoRA"
 
 
-def test_fast_attention_hook(monkeypatch, tmp_path):
+def test_attention_setting_reaches_the_model(monkeypatch, tmp_path):
     import appsneo_utils.modeling as modeling
 
     calls = []
-    monkeypatch.setattr(modeling, "use_fast_attention", lambda model, *a, **k: calls.append(model) or model,
-                        raising=False)
+    monkeypatch.setattr(modeling, "use_fast_attention", lambda model, backend: calls.append(backend) or model)
     training.build_model(quick(tmp_path, attention="eager"), verbose=False)
     assert calls == []
     if not torch.cuda.is_available():
         assert training.resolve_attention(quick(tmp_path)) == "eager", "auto is eager on a CPU"
     training.build_model(quick(tmp_path, attention="sdpa"), verbose=False)
-    assert len(calls) == 1
+    training.build_model(quick(tmp_path, attention="flex"), verbose=False)
+    assert calls == ["sdpa", "flex"]
+    with pytest.raises(ValueError, match="attention"):
+        quick(tmp_path, attention="fast")
 
 
 def test_cli_has_every_setting_and_calls_run(monkeypatch, tmp_path):
