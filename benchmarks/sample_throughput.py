@@ -11,6 +11,7 @@ both on float32 weights checks that they agree.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train_throughput import (  # noqa: E402  (shared benchmark helpers)
     CommonArgs, PeakMemory, build_model, forward_flops, header, matmul_params, matmul_peak, neo_config, parse,
-    pick_device, report, sync,
+    pick_device, readme_row, report, sync,
 )
 
 from appsneo_utils import fast_sampling  # noqa: E402
@@ -127,10 +128,11 @@ def main(argv=None):
         info["greedy_rows_identical"] = same_rows
     if not cuda:
         print("note: this is a CPU; the goal (fast >= 10x stock new tokens/s) is for an H100/H200 at 1.3B shapes")
+    info.update(peak_flops=peak[0], peak_what=peak[1], flops_per_call=flops, results=rows)
+    shape = f"{name}, {args.batch} x ({args.prompt} + {args.new}), {str(dtype).replace('torch.', '')}"
+    agreed = f"{info['greedy_rows_identical']} / {args.batch}" if "greedy_rows_identical" in info else "-"
+    print("benchmarks/README.md row:\n" + readme_row(info, rows, shape, agreed))
     if args.out:
-        import json
-
-        info.update(peak_flops=peak[0], peak_what=peak[1], flops_per_call=flops, results=rows)
         Path(args.out).write_text(json.dumps(info, indent=2))
     return rows
 

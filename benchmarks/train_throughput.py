@@ -195,14 +195,29 @@ def header(device, args_obj, extra: str = "") -> dict:
 
 def report(rows, peak, unit="tokens/s"):
     """Print the stock/fast table and the ratio."""
-    print(f"\n{'':<34}{unit:>14}{'ms/step':>11}{'MFU':>8}{'peak mem':>11}")
+    print(f"\n{'':<46}{unit:>14}{'ms/step':>11}{'MFU':>8}{'peak mem':>11}")
     for name, row in rows.items():
-        print(f"{name + ' (' + row['label'] + ')':<34}{row['rate']:>14,.0f}{row['ms']:>11.1f}"
+        print(f"{name + ' (' + row['label'] + ')':<46}{row['rate']:>14,.0f}{row['ms']:>11.1f}"
               f"{100 * row['mfu']:>7.1f}%{row['mem_gib']:>8.2f} GiB")
     if len(rows) == 2:
         print(f"ratio fast / stock: {rows['fast']['rate'] / rows['stock']['rate']:.2f}x")
     print(f"MFU against the measured peak {peak[0] / 1e12:.2f} TFLOP/s ({peak[1]}); memory: "
           f"{next(iter(rows.values()))['mem_what']}")
+
+
+def readme_row(info, rows, shape: str, last: str) -> str:
+    """The results table row for benchmarks/README.md, from the numbers just measured."""
+    phases = list(rows)
+
+    def each(fmt):
+        return " / ".join(fmt(rows[p]) for p in phases)
+
+    ratio = f"{rows['fast']['rate'] / rows['stock']['rate']:.2f}x" if len(rows) == 2 else "-"
+    rates = [f"{rows[p]['rate']:,.0f}" if p in rows else "-" for p in ("stock", "fast")]
+    cells = [info["date"], info["machine"], shape, *rates, ratio,
+             each(lambda r: f"{100 * r['mfu']:.1f}%") + f" of {info['peak_flops'] / 1e12:.3g} TFLOP/s",
+             each(lambda r: f"{r['mem_gib']:.2f}") + " GiB", last]
+    return "| " + " | ".join(cells) + " |"
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -309,8 +324,12 @@ def main(argv=None):
         print(f"first-step loss: stock {a:.5f}, fast {b:.5f}, relative difference {abs(a - b) / abs(a):.2e}{same}")
     if not cuda:
         print("note: this is a CPU; the goal (fast >= 2.5x stock) is for an H100/H200 at GPT-Neo-1.3B shapes")
+    info.update(peak_flops=peak[0], peak_what=peak[1], flops_per_token=flops_per_token, results=rows)
+    batches = " / ".join(dict.fromkeys(str(row["batch"]) for row in rows.values()))  # "3", or "3 / 12"
+    shape = f"{name}, {batches} x {args.seq}, {'bf16 autocast' if cuda else 'float32'}"
+    losses = " / ".join(f"{row['first_loss']:.5f}" for row in rows.values())
+    print("benchmarks/README.md row:\n" + readme_row(info, rows, shape, losses))
     if args.out:
-        info.update(peak_flops=peak[0], peak_what=peak[1], flops_per_token=flops_per_token, results=rows)
         Path(args.out).write_text(json.dumps(info, indent=2))
     return rows
 

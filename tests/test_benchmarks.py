@@ -1,0 +1,60 @@
+"""The fast-path benchmark scripts keep running on a CPU (tiny model, a few steps), and the GPU
+check script refuses a machine without CUDA with what to do."""
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+@pytest.fixture
+def load(monkeypatch):
+    """Import a benchmark script as a module (they import each other by plain name)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module
+
+
+def readme_row(output):
+    lines = output.splitlines()
+    return lines[lines.index("benchmarks/README.md row:") + 1].strip("| ").split(" | ")
+
+
+def test_train_throughput_runs_on_cpu(load, tmp_path, capsys):
+    out = tmp_path / "train.json"
+    rows = load("train_throughput").main(
+        ["--device", "cpu", "--batch", "2", "--seq", "64", "--steps", "1", "--out", str(out)])
+    assert set(rows) == {"stock", "fast"} and all(row["rate"] > 0 for row in rows.values())
+    # Same weights and batch, fast attention in float32: the same first loss.
+    assert rows["fast"]["first_loss"] == pytest.approx(rows["stock"]["first_loss"], rel=1e-5)
+    printed = capsys.readouterr().out
+    assert "ratio fast / stock" in printed
+    cells = readme_row(printed)
+    assert len(cells) == 9 and cells[2] == "tiny, 2 x 64, float32" and cells[5].endswith("x")
+    assert '"results"' in out.read_text()
+
+
+def test_sample_throughput_runs_on_cpu_and_agrees(load, tmp_path, capsys):
+    rows = load("sample_throughput").main(
+        ["--device", "cpu", "--batch", "2", "--prompt", "8", "--new", "8", "--repeats", "1", "--agreement", "8",
+         "--out", str(tmp_path / "sample.json")])
+    assert set(rows) == {"stock", "fast"} and all(row["rate"] > 0 for row in rows.values())
+    printed = capsys.readouterr().out
+    assert "greedy agreement over 8 tokens (float32 weights): 2/2 rows identical" in printed
+    cells = readme_row(printed)
+    assert len(cells) == 9 and cells[2] == "tiny, 2 x (8 + 8), float32" and cells[-1] == "2 / 2"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs for minutes")
+def test_gpu_check_refuses_a_machine_without_cuda(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "torch sees no CUDA GPU" in done.stderr
