@@ -133,19 +133,21 @@ class _Chooser:
 
 
 class _Noise:
-    """Fills the decoder's noise buffer with Exponential(1) draws from `generator` (or torch's default)."""
+    """Fills the decoder's noise buffer with Exponential(1) draws from `generator` (or torch's default).
+
+    A generator on another device than the model (a CPU one for a CUDA model) seeds a generator on
+    the model's device once: drawing on the CPU and copying would wait for the GPU at every step.
+    """
 
     def __init__(self, buffer, generator):
+        where = None if generator is None else generator.device
+        if where is not None and (where.type != buffer.device.type or where.index not in (None, buffer.device.index)):
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=where))
+            generator = torch.Generator(device=buffer.device).manual_seed(seed)
         self.buffer, self.generator = buffer, generator
-        self.scratch = None
-        if generator is not None and generator.device != buffer.device:
-            self.scratch = torch.empty(buffer.shape, dtype=buffer.dtype, device=generator.device)
 
     def draw(self):
-        if self.scratch is None:
-            self.buffer.exponential_(1, generator=self.generator)
-        else:
-            self.buffer.copy_(self.scratch.exponential_(1, generator=self.generator), non_blocking=True)
+        self.buffer.exponential_(1, generator=self.generator)
 
 
 class _Net:

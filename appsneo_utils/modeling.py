@@ -246,6 +246,28 @@ def use_fast_attention(model, backend: str = "sdpa"):
     return model
 
 
+def compile_blocks(model, enable: bool = True, **options) -> int:
+    """torch.compile each GPT-Neo block of `model` in place (enable=False undoes it); returns how many.
+
+    Compiling block by block, not the whole model, keeps transformers' mask building out of the
+    graph: traced, it always builds a full (batch, 1, T, T) mask, which would turn the flash and
+    FlexAttention paths (taken only when there is no mask) into masked SDPA. The global and local
+    blocks compile once each and are reused by every layer; parameter names and saved checkpoints
+    are unchanged (unlike torch.compile(model), which wraps the model).
+    """
+    from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoBlock
+
+    blocks = [m for m in model.modules() if isinstance(m, GPTNeoBlock)]
+    if not blocks:
+        raise ValueError(f"compile_blocks needs a GPT-Neo model; {type(model).__name__} has no GPT-Neo blocks")
+    for block in blocks:
+        if enable:
+            block.compile(**options)
+        else:
+            block._compiled_call_impl = None  # what nn.Module.compile() set; calls go to forward again
+    return len(blocks)
+
+
 def fast_attention_backend(model) -> str:
     """The backend `use_fast_attention` gave `model` ("eager" when it was never applied)."""
     fast = _FAST_CLASS
@@ -321,8 +343,8 @@ def _flex_sliding(query, key, value, window):
         _BLOCK_MASKS[cache_key] = create_block_mask(mask_mod, None, None, q_len, q_len, device=device)
     block_mask = _BLOCK_MASKS[cache_key]
     if device.type == "cuda":  # only compiled FlexAttention is fused
-        if "cuda" not in _FLEX:
-            _FLEX["cuda"] = torch.compile(flex_attention, dynamic=False)
+        if "cuda" not in _FLEX:  # sequence lengths vary: after one recompile, one dynamic kernel serves all
+            _FLEX["cuda"] = torch.compile(flex_attention)
         return _FLEX["cuda"](query, key, value, block_mask=block_mask, scale=1.0)
     with warnings.catch_warnings():  # off CUDA the unfused reference path is deliberate (tests, CPU)
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import memory, paths
-from .modeling import FINETUNED_MODEL, TINY
+from .modeling import FINETUNED_MODEL, TINY, compile_blocks
 from .params import (
     Profile, coerce_bool, coerce_choice, coerce_float, coerce_int, coerce_optional_str, resolve_profile,
 )
@@ -90,7 +90,7 @@ class TrainSettings:
     # --- speed (the fast path: benchmarks/README.md)
     attention: str = _param("auto", "auto | eager | sdpa | flex: auto is sdpa on CUDA, eager on CPU", "choice",
                             choices=ATTENTIONS)
-    compile: bool = _param(False, "torch.compile the model", "bool")
+    compile: bool = _param(False, "torch.compile each transformer block (modeling.compile_blocks)", "bool")
     # --- checkpoints, resume and logs
     output_dir: str | None = _param(None, "run folder; None: runs/02_finetune", "str", optional=True)
     save_steps: int = _param(0, "also checkpoint every N steps (0: at each epoch end only)", "int", minimum=0)
@@ -685,7 +685,7 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
         if main:
             print(f"resume: from {checkpoint} at step {state['step']} of {total_steps}")
     if settings.compile:
-        model = torch.compile(model)
+        compile_blocks(accelerator.unwrap_model(model))
     if settings.report_to != "none":
         accelerator.init_trackers("appsneo-" + NOTEBOOK, config=asdict(settings))
 
@@ -777,7 +777,9 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
         "precision": resolve_precision(settings).replace("no", "fp32"),
         "model_dir": str(settings.model_dir) if completed else None,
     }
-    final_model = accelerator.unwrap_model(model, keep_torch_compile=False)
+    final_model = accelerator.unwrap_model(model)
+    if settings.compile:
+        compile_blocks(final_model, enable=False)  # hand back a plain model (generation, saving)
     if main:
         run_dir = settings.run_dir
         _write_json(run_dir / "history.json", history)

@@ -5,7 +5,8 @@
     python benchmarks/train_throughput.py --model tiny      # what a CPU runs by default
 
 Stock: transformers' eager GPT-Neo, torch AdamW, bf16 autocast. Fast: the same model with
-modeling.use_fast_attention (SDPA, scale 1.0), fused AdamW, bf16 autocast and torch.compile.
+modeling.use_fast_attention (SDPA, scale 1.0), fused AdamW, bf16 autocast and torch.compile of
+each block (modeling.compile_blocks).
 Both start from the same random weights and batch; the first-step losses are compared. Each step
 is timed alone and the fastest is reported; on a CPU (often shared) stock and fast steps alternate.
 MFU is against a bf16 (CUDA) or float32 (CPU) matrix-product peak measured in the same run.
@@ -15,6 +16,7 @@ Helpers here (machine, peaks, FLOPs, memory) are shared with sample_throughput.p
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import gc
@@ -160,8 +162,8 @@ def build_model(config, device, dtype=torch.float32, seed=0):
     from transformers import GPTNeoForCausalLM
 
     torch.manual_seed(seed)
-    with torch.device(device):
-        model = GPTNeoForCausalLM(config)
+    with torch.device(device):  # a copy of the config: use_fast_attention changes the model's own
+        model = GPTNeoForCausalLM(copy.deepcopy(config))
     return model.to(dtype)
 
 
@@ -232,11 +234,10 @@ class TrainRun:
         if fast:
             modeling.use_fast_attention(self.model, args.attention)
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5, fused=True)
-            compiled = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
-            self.forward = torch.compile(self.model) if compiled else self.model
+            if args.compile == "on":  # main() has resolved "auto"
+                modeling.compile_blocks(self.model)
         else:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
-            self.forward = self.model
         data = torch.randint(config.vocab_size, (batch, args.seq), generator=torch.Generator().manual_seed(args.seed))
         self.data = data.to(device)
         self.times, self.first_loss = [], None
@@ -245,7 +246,7 @@ class TrainRun:
         sync(self.device)
         start = time.perf_counter()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss = self.forward(input_ids=self.data, labels=self.data, use_cache=False).loss
+            loss = self.model(input_ids=self.data, labels=self.data, use_cache=False).loss
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -300,12 +301,16 @@ def main(argv=None):
     args.seq = args.seq or (1024 if big else 256)
     args.steps = args.steps or (10 if cuda else 5)
     args.warmup = max(1, args.warmup or (3 if cuda else 1))
+    if args.compile == "auto":
+        args.compile = "on" if cuda else "off"
+    if args.compile not in ("on", "off"):
+        raise ValueError(f"--compile must be auto, on or off, got {args.compile!r}")
+    compiled = args.compile == "on"
     config = neo_config(name)
     if args.seq > config.max_position_embeddings:
         raise ValueError(f"--seq {args.seq} exceeds the model's {config.max_position_embeddings} positions")
     info = header(device, args)
     peak = matmul_peak(device)
-    compiled = args.compile == "on" or (args.compile == "auto" and cuda)
     precision = "bf16 autocast, float32 weights" if cuda else "float32 (a CPU: no bf16 autocast)"
     print(f"model: GPT-Neo {name} shapes, random weights, {matmul_params(config) / 1e6:,.1f}M matmul params; "
           f"{precision}; {args.seq} tokens per sequence")

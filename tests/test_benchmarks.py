@@ -51,10 +51,25 @@ def test_sample_throughput_runs_on_cpu_and_agrees(load, tmp_path, capsys):
     assert len(cells) == 9 and cells[2] == "tiny, 2 x (8 + 8), float32" and cells[-1] == "2 / 2"
 
 
+def gpu_check(*args, **env):
+    return subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable, **env}, timeout=300)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the script runs for minutes")
-def test_gpu_check_refuses_a_machine_without_cuda(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_check.sh"), str(tmp_path / "out")], env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert "torch sees no CUDA GPU" in done.stderr
+def test_gpu_check_refuses_a_machine_without_cuda_and_bad_steps(tmp_path):
+    done = gpu_check(str(tmp_path / "out"))
+    assert done.returncode == 2 and "torch sees no CUDA GPU" in done.stderr
+    done = gpu_check(str(tmp_path / "out"), "tarin")
+    assert done.returncode == 2 and "unknown step 'tarin'" in done.stderr
+    assert gpu_check().returncode == 2
+
+
+def test_gpu_check_runs_its_steps_and_collects_the_rows(tmp_path):
+    """The script's own plumbing, on whatever device torch has (here: a CPU and the tiny model)."""
+    out = tmp_path / "out"
+    done = gpu_check(str(out), "train", "sample", GPU_CHECK_ON_CPU="1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == {"train.log", "train.json", "sample.log", "sample.json"}
+    rows = done.stdout.split("== rows for benchmarks/README.md")[1].strip().splitlines()
+    assert len([r for r in rows if r.startswith("| ")]) == 2 and "== done: train sample" in done.stdout

@@ -409,6 +409,27 @@ def test_bad_requests_are_refused(models, batch, tokenizer):
     assert torch.equal(sample(model, ids, mask, eos, max_new_tokens=0), ids)
 
 
+def test_compile_blocks_keeps_masks_out_of_the_graph(models, batch, monkeypatch):
+    """Compiled block by block, the layers still get no mask (flash and flex stay usable) and the same loss."""
+    ids = batch[0][:1]  # the longest prompt: no padding, so transformers needs no mask
+    eager = models["window4"]
+    model = fast_copy(eager)
+    seen = []
+    attend = modeling.neo_attention
+    monkeypatch.setattr(modeling, "neo_attention", lambda q, k, v, mask=None, **kw: seen.append(mask) or attend(
+        q, k, v, mask, **kw))
+    assert modeling.compile_blocks(model, backend="aot_eager") == 2
+    with torch.no_grad():
+        loss, expected = (m(input_ids=ids, labels=ids).loss for m in (model, eager))
+    assert len(seen) == 2 and all(mask is None for mask in seen)
+    assert torch.allclose(loss, expected, atol=TOL)
+    assert model.state_dict().keys() == eager.state_dict().keys()
+    modeling.compile_blocks(model, enable=False)
+    assert not any(getattr(block, "_compiled_call_impl", None) for block in model.transformer.h)
+    with pytest.raises(ValueError, match="no GPT-Neo blocks"):
+        modeling.compile_blocks(torch.nn.Linear(2, 2))
+
+
 # ---------------------------------------------------------------------------------------------- GPU only
 
 
@@ -425,6 +446,10 @@ def test_cuda_graph_sampler_matches_eager_steps_and_generate(models, batch, toke
     runs = [sample(model, ids, mask, eos, top_p=0.9, cuda_graph=graph,
                    generator=torch.Generator("cuda").manual_seed(0)) for graph in (True, False)]
     assert torch.equal(*runs)
+    # A CPU generator seeds one on the GPU: repeatable, and no longer the CUDA generator's draws.
+    cpu_seeded = [sample(model, ids, mask, eos, top_p=0.9, generator=torch.Generator().manual_seed(0))
+                  for _ in range(2)]
+    assert torch.equal(*cpu_seeded)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")

@@ -294,3 +294,13 @@ def test_two_processes_on_cpu(tmp_path, isolated_outputs):
     assert "2 per device x 2 processes" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_processes"] == 2 and metrics["completed"] and metrics["step"] == 4
+
+
+def test_compiled_blocks_train_like_plain_ones_and_come_back_plain(tmp_path):
+    plain = training.run(quick(tmp_path, "plain", attention="sdpa", max_steps=3))
+    compiled = training.run(quick(tmp_path, "compiled", attention="sdpa", max_steps=3, compile=True))
+    a, b = _losses(plain.history)[0], _losses(compiled.history)[0]
+    assert [s for s, _ in a] == [s for s, _ in b]
+    assert [x for _, x in a] == pytest.approx([x for _, x in b], rel=1e-4)
+    assert not any(getattr(block, "_compiled_call_impl", None) for block in compiled.model.transformer.h)
+    load_model(str(compiled.model_dir), device="cpu")  # parameter names unchanged by the compile
