@@ -280,6 +280,12 @@ def _read_file(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _stderr_tail(files: dict, n: int) -> str:
+    """The last `n` bytes the program wrote to stderr (read only when an error needs them)."""
+    fd = files["stderr"]
+    return os.pread(fd, n, max(0, os.fstat(fd).st_size - n)).decode("utf-8", "replace")
+
+
 # ---------------------------------------------------------------- child side (untrusted code runs)
 
 def _plain(value, depth=0):
@@ -705,7 +711,6 @@ class Worker:
                 report = {}
         except ValueError:
             report = {}
-        stderr_tail = _read_file(files["stderr"], 1 << 26)[-2000:].decode("utf-8", "replace")
         code = os.waitstatus_to_exitcode(status)
         cpu_limited = code in (-signal.SIGXCPU, -signal.SIGKILL) and out["cpu"] >= math.ceil(timeout)
         if timed_out or cpu_limited:
@@ -728,13 +733,13 @@ class Worker:
         elif code == EXIT_NO_FUNCTION:
             out.update(status="no_function", error=message or f"no function named {job['fn_name']!r}")
         elif code == EXIT_SETUP:
-            out.update(status="error", error="sandbox setup failed: " + stderr_tail[-300:])
+            out.update(status="error", error="sandbox setup failed: " + _stderr_tail(files, 2000)[-300:])
         elif code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             hint = {"SIGSEGV": " (stack overflow from deep recursion?)", "SIGXFSZ": " (output limit)"}
             out.update(status="error", error=f"killed by {name}{hint.get(name, '')}")
         else:
-            last = stderr_tail.strip().splitlines()[-1:] or [f"exit status {code}"]
+            last = _stderr_tail(files, 2000).strip().splitlines()[-1:] or [f"exit status {code}"]
             out.update(status="error", error=message or (f"exit status {code}: " + last[0])[:300])
         return out
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .execute import complete_lines
+from .execution import pass_fraction
 from .modeling import APPS_MODEL
 from .prompts import PromptFormat, get_format
 
@@ -398,7 +399,7 @@ def load_results(folder, frame: pd.DataFrame) -> pd.DataFrame:
             "n_new_tokens": sample.get("n_new_tokens"), "stopped_by": sample.get("stopped_by"),
             "judged": verdict is not None, "verdicts": v, "n_tests": verdict.get("n_tests") if verdict else None,
             "passed": bool(verdict["passed"]) if verdict else None,
-            "pass_fraction": (sum(x == "passed" for x in v) / len(v)) if v else None,
+            "pass_fraction": pass_fraction(v, len(v)) if v else None,
             "code": sample.get("code"),
         })
     return pd.DataFrame(rows, columns=["split", "problem_id", "sample_id", "difficulty", "n_new_tokens", "stopped_by",

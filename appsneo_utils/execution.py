@@ -121,6 +121,11 @@ def _same(a: Any, b: Any) -> bool:
 
 # ------------------------------------------------------------------------------------ results
 
+def pass_fraction(verdicts, n_tests: int) -> float:
+    """Passed tests over `n_tests` (0.0 when there are none): one program's APPS test-case average."""
+    return sum(v == PASSED for v in verdicts) / n_tests if n_tests else 0.0
+
+
 @dataclass
 class ExecResult:
     """Verdicts of one program on one problem's tests."""
@@ -137,7 +142,7 @@ class ExecResult:
     @property
     def pass_fraction(self) -> float:
         """Passed tests over all tests (the APPS test-case average of one program)."""
-        return sum(v == PASSED for v in self.verdicts) / self.n_tests if self.n_tests else 0.0
+        return pass_fraction(self.verdicts, self.n_tests)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -508,7 +513,6 @@ class Executor:
                         worker.kill()
                         pool[i] = worker = _Worker(self.isolation_mode)
                         worker.wait_ready(time.monotonic() + _WORKER_START_TIMEOUT)
-                        self._pool = pool
                     item = next(jobs, _END)
                     if item is _END:
                         exhausted = True
@@ -517,11 +521,8 @@ class Executor:
                 busy = [w for w in pool if w.running is not None]
                 if not busy:
                     return
-                for w in busy:
-                    try:
-                        selector.register(w.fd, selectors.EVENT_READ, w)
-                    except KeyError:
-                        pass
+                for w in busy:  # unregistered again after each select
+                    selector.register(w.fd, selectors.EVENT_READ, w)
                 events = selector.select(0.5)
                 for w in busy:
                     selector.unregister(w.fd)
@@ -532,11 +533,7 @@ class Executor:
                         yield done
                 for worker in busy:
                     if worker.running is not None and self._stalled(worker):
-                        run = worker.running
-                        worker.kill()
-                        run.fill(RUNTIME_ERROR, "the sandbox worker stopped responding and was replaced")
-                        worker.running = None
-                        yield run.job.key, run.result()
+                        yield self._abandon(worker, "the sandbox worker stopped responding and was replaced")
         finally:
             selector.close()
             for worker in pool:  # abandoned mid-way (the consumer stopped iterating): start afresh
@@ -561,6 +558,14 @@ class Executor:
         limit = float(worker.running.job.timeout) + _WATCHDOG_GRACE
         return time.monotonic() - worker.running.last > limit
 
+    @staticmethod
+    def _abandon(worker: _Worker, why: str) -> tuple[Any, ExecResult]:
+        """Kill a worker that died or stalled; its job's remaining tests become runtime errors."""
+        run, worker.running = worker.running, None
+        worker.kill()
+        run.fill(RUNTIME_ERROR, why)
+        return run.job.key, run.result()
+
     def _pump(self, worker: _Worker, progress) -> tuple[Any, ExecResult] | None:
         run = worker.running
         try:
@@ -568,11 +573,8 @@ class Executor:
         except ValueError:  # not JSON: the protocol is broken, do not trust this worker
             messages = None
         if messages is None:
-            why = f"the sandbox worker died (exit status {worker.proc.poll()}): {worker.log_tail(300)}"
-            worker.kill()
-            run.fill(RUNTIME_ERROR, why)
-            worker.running = None
-            return run.job.key, run.result()
+            return self._abandon(worker, f"the sandbox worker died (exit status {worker.proc.poll()}): "
+                                         f"{worker.log_tail(300)}")
         run.last = time.monotonic()
         for msg in messages:
             if msg.get("id") != run.jid:
@@ -588,12 +590,10 @@ class Executor:
                 stopped = msg.get("stopped")
                 if stopped == "compile_error":
                     error = msg.get("error") or (run.errors[-1] if run.errors else "compile error")
-                    if run.job.stop_on_first_failure and run.verdicts:
-                        pass  # stops at the first failure, as asked
-                    elif run.job.stop_on_first_failure:
-                        run.add(COMPILE_ERROR, error)
-                    else:
+                    if not run.job.stop_on_first_failure:
                         run.fill(COMPILE_ERROR, error)
+                    elif not run.verdicts:  # else it has stopped at its first failure, as asked
+                        run.add(COMPILE_ERROR, error)
                 elif stopped == "budget":
                     run.fill(TIMEOUT, f"total time limit of {run.job.total_timeout:g} s used up")
                 elif stopped is None:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .execution import pass_fraction
+
 DIFFICULTIES = ("introductory", "interview", "competition")
 
 
@@ -80,7 +82,7 @@ def per_problem(records: Iterable | pd.DataFrame, difficulties: Mapping | None =
         pid = r["problem_id"]
         verdicts = list(r.get("verdicts") or [])
         n_tests = int(r.get("n_tests") or len(verdicts))
-        frac = sum(v == "passed" for v in verdicts) / n_tests if n_tests else 0.0
+        frac = pass_fraction(verdicts, n_tests)
         passed = bool(r.get("passed")) and n_tests > 0
         row = rows.setdefault(pid, {"problem_id": pid, "n": 0, "c": 0, "frac_sum": 0.0,
                                     "difficulty": r.get("difficulty")})

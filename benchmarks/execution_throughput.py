@@ -27,13 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from appsneo_utils._sandbox_worker import PRELUDE as WORKER_PRELUDE  # noqa: E402  (the workers' own prelude)
 from appsneo_utils.data import load_apps  # noqa: E402
 from appsneo_utils.execution import (PASSED, RUNTIME_ERROR, TIMEOUT, WRONG_ANSWER, Executor,  # noqa: E402
                                      compare_return, compare_stdout)
 
 SHARED = ROOT.parent / "shared" / "data" / "apps_sample" / "apps_train_sample.jsonl"
-PRELUDE = (ROOT / "appsneo_utils" / "_sandbox_worker.py").read_text().split('PRELUDE = """\\\n')[1].split('"""')[0]
-PRELUDE = PRELUDE.replace("try:\n    import numpy as np\nexcept ImportError:\n    pass\n", "")
+PRELUDE = WORKER_PRELUDE.replace("try:\n    import numpy as np\nexcept ImportError:\n    pass\n", "")
 DRIVER = PRELUDE + """
 import json
 _args = json.loads(sys.stdin.read())

@@ -69,10 +69,8 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["auto", "basic"])
 def ex(request, world):
-    if request.param == "basic" and os.geteuid() == 0:
-        # as root without the uid drop, only what rlimits and process groups give: still safe for
-        # the cases marked for "basic" below
-        pass
+    # "basic" (as root too: no uid drop) has only what rlimits and process groups give: still safe
+    # for the cases marked for "basic" below
     with Executor(workers=2, isolation=request.param) as executor:
         executor.run(*SANITY)  # start the workers
         yield executor
