@@ -97,6 +97,12 @@ def load_model(name_or_path: str = TINY, *, device=None, dtype=None, seed: int =
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if attention == "auto":
+        attention = attention_backend_for(device)
+    if attention not in ATTENTION_BACKENDS:  # before a load that may take minutes
+        raise ValueError(f"attention must be 'auto' or one of {ATTENTION_BACKENDS}, got {attention!r}")
     if name_or_path == TINY:
         model, tokenizer = tiny_model(seed)
     else:
@@ -114,12 +120,6 @@ def load_model(name_or_path: str = TINY, *, device=None, dtype=None, seed: int =
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **kwargs_extra)
         tokenizer = _finish_tokenizer(tokenizer, model.config.max_position_embeddings)
         model.generation_config.pad_token_id = tokenizer.eos_token_id
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if attention == "auto":
-        attention = attention_backend_for(device)
-    if attention not in ATTENTION_BACKENDS:
-        raise ValueError(f"attention must be 'auto' or one of {ATTENTION_BACKENDS}, got {attention!r}")
     if attention != "eager":
         use_fast_attention(model, attention)
     return model.to(device).eval(), tokenizer

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import memory, paths
-from .modeling import FINETUNED_MODEL, TINY, compile_blocks
+from .modeling import ATTENTION_BACKENDS, FINETUNED_MODEL, TINY, attention_backend_for, compile_blocks
 from .params import (
     Profile, coerce_bool, coerce_choice, coerce_float, coerce_int, coerce_optional_str, resolve_profile,
 )
@@ -29,7 +29,7 @@ from .prompts import encode_example, training_examples
 
 NOTEBOOK = "02_finetune"
 PRECISIONS = ("bf16", "fp16", "fp32")
-ATTENTIONS = ("auto", "eager", "sdpa", "flex")
+ATTENTIONS = ("auto", *ATTENTION_BACKENDS)
 REPORTERS = ("none", "wandb", "tensorboard")
 NONE_WORDS = ("none", "null", "")
 
@@ -108,8 +108,6 @@ class TrainSettings:
     def __post_init__(self):
         for f in fields(self):
             setattr(self, f.name, _coerce(f, getattr(self, f.name)))
-        if self.max_val_examples is not None and self.max_val_examples < 1:
-            raise ValueError("max_val_examples must be at least 1 or None")
 
     @property
     def run_dir(self) -> Path:
@@ -214,7 +212,7 @@ def resolve_attention(settings: TrainSettings, *, verbose: bool = False) -> str:
     """The attention backend to train with: auto is "sdpa" on CUDA, "eager" on a CPU."""
     backend = settings.attention
     if backend == "auto":
-        backend = "sdpa" if _cuda() else "eager"
+        backend = attention_backend_for("cuda" if _cuda() else "cpu")
         if verbose:
             print(f"attention: {backend} (auto: {'a CUDA GPU' if backend == 'sdpa' else 'no CUDA GPU'})")
     return backend
@@ -226,13 +224,11 @@ def resolve_attention(settings: TrainSettings, *, verbose: bool = False) -> str:
 def plan_memory(settings: TrainSettings, model=None, *, verbose: bool = True):
     """(settings with the chosen memory options, MemoryPlan); raises memory.PlanDoesNotFit with advice."""
     shape = memory.model_shape(model if model is not None else settings.model)
-    cuda = _cuda()
     plan = memory.plan(
         shape, settings.gpu_memory_gb, batch_size=settings.batch_size, block_size=settings.block_size,
         precision=settings.precision, lora=settings.lora, lora_r=settings.lora_r, optim_8bit=settings.optim_8bit,
         gradient_checkpointing=settings.gradient_checkpointing, auto=settings.auto_memory,
         eager_attention=resolve_attention(settings) == "eager",
-        cuda=cuda if settings.gpu_memory_gb is None else True,
     )
     if verbose:
         print(plan.summary())
@@ -266,6 +262,11 @@ class PreparedData:
     val_problems: list
     counts: dict
     sample: dict | None = None  # one unpacked training example, to show the masking
+
+    @property
+    def test_problems_trained(self) -> int:
+        """APPS-test problems among those trained on (all_data=True): their test scores are contaminated."""
+        return sum(1 for split, _ in self.train_problems if split == "test")
 
     def summary(self) -> str:
         c = self.counts
@@ -404,10 +405,10 @@ def find_checkpoint(settings: TrainSettings, *, verbose: bool = False) -> Path |
             raise FileNotFoundError(f"resume=True but {folder} holds no complete checkpoint")
         return None
     latest = done[-1].parent
-    saved = json.loads(done[-1].read_text())["identity"]
-    differs = sorted(k for k in set(saved) | set(identity(settings)) if saved.get(k) != identity(settings).get(k))
+    saved, current = json.loads(done[-1].read_text())["identity"], identity(settings)
+    differs = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differs:
-        why = ", ".join(f"{k}: {saved.get(k)!r} -> {identity(settings).get(k)!r}" for k in differs)
+        why = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differs)
         if settings.resume is True:
             raise ValueError(f"cannot resume {latest}: it belongs to a run with other settings ({why})")
         if verbose:
@@ -418,8 +419,6 @@ def find_checkpoint(settings: TrainSettings, *, verbose: bool = False) -> Path |
 
 def build_model(settings: TrainSettings, *, checkpoint: Path | None = None, verbose: bool = True):
     """(model, tokenizer) ready to train: seeded init, attention path, gradient checkpointing, LoRA."""
-    import torch
-
     from .modeling import _finish_tokenizer, load_model, tiny_model, use_fast_attention
     from .repro import set_seed
 
@@ -433,8 +432,7 @@ def build_model(settings: TrainSettings, *, checkpoint: Path | None = None, verb
         model, tokenizer = tiny_model(settings.seed, tokenizer=tokenizer)
     else:
         half_base = settings.lora and _cuda() and settings.precision in ("bf16", "fp16")
-        dtype = ({"bf16": torch.bfloat16, "fp16": torch.float16}[settings.precision]
-                 if half_base else torch.float32)  # full fine-tunes keep fp32 master weights
+        dtype = settings.precision if half_base else "fp32"  # full fine-tunes keep fp32 master weights
         model, loaded_tokenizer = load_model(settings.model, device="cpu", dtype=dtype, seed=settings.seed)
         tokenizer = tokenizer or loaded_tokenizer
     positions = model.config.max_position_embeddings
@@ -562,7 +560,7 @@ def _write_json(path: Path, obj) -> None:
 
 def trained_problems_record(settings: TrainSettings, data: PreparedData) -> dict:
     """What trained_problems.json holds: the (split, problem_id) keys trained on and held out."""
-    test_seen = sum(1 for split, _ in data.train_problems if split == "test")
+    test_seen = data.test_problems_trained
     return {
         "all_data": settings.all_data,
         "data": settings.data,
@@ -586,7 +584,7 @@ def contamination_note(settings: TrainSettings, data: PreparedData | None = None
     """The plain statement of what this model's APPS-test scores are worth."""
     where = settings.model_dir / "trained_problems.json"
     if settings.all_data:
-        seen = "" if data is None else f" ({sum(1 for s, _ in data.train_problems if s == 'test')} test problems)"
+        seen = "" if data is None else f" ({data.test_problems_trained} test problems)"
         return (f"all_data is True: this model was trained on the APPS test split too{seen}, like the original "
                 f"'-all' model. Its APPS-test scores are CONTAMINATED: exclude or flag the problems listed in "
                 f"{where} when evaluating it.")
@@ -689,8 +687,10 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
     if settings.report_to != "none":
         accelerator.init_trackers("appsneo-" + NOTEBOOK, config=asdict(settings))
 
+    val = data.val[: settings.max_val_examples]
+
     def validate():
-        loss, tokens = evaluate(model, data.val[: settings.max_val_examples], pad_id, accelerator, bs)
+        loss, tokens = evaluate(model, val, pad_id, accelerator, bs)
         entry = {"step": state["step"], "epoch": state["step"] / steps_per_epoch, "loss": loss,
                  "perplexity": math.exp(min(loss, 50)), "tokens": tokens}
         state["history"]["val"].append(entry)
@@ -704,9 +704,12 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
     stopped = False
     bar = tqdm(total=total_steps, initial=state["step"], desc="fine-tune", unit="step", mininterval=5.0,
                disable=not accelerator.is_local_main_process)
+    batches = {}  # this epoch's global batches, made once per epoch rather than once per step
     while state["step"] < total_steps:
         epoch, k = divmod(state["step"], steps_per_epoch)
-        micro = epoch_batches(len(data.train), bs, nproc, settings.seed, epoch)[k * ga: (k + 1) * ga]
+        if epoch not in batches:
+            batches = {epoch: epoch_batches(len(data.train), bs, nproc, settings.seed, epoch)}
+        micro = batches[epoch][k * ga: (k + 1) * ga]
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=accelerator.device)
         tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
@@ -768,10 +771,10 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
         "epochs": state["step"] / steps_per_epoch, "train_tokens": state["train_tokens"],
         "train_seconds": state["train_seconds"],
         "tokens_per_s": state["train_tokens"] / max(state["train_seconds"], 1e-9),
-        "train_sequences": len(data.train), "val_examples": min(len(data.val), settings.max_val_examples or 10**12),
+        "train_sequences": len(data.train), "val_examples": len(val),
         "train_problems": len(data.train_problems), "val_problems": len(data.val_problems),
         "all_data": settings.all_data,
-        "contaminated_test_problems": sum(1 for s, _ in data.train_problems if s == "test"),
+        "contaminated_test_problems": data.test_problems_trained,
         "memory_option": memory_plan.chosen.option if memory_plan is not None else None,
         "device": str(accelerator.device), "num_processes": nproc,
         "precision": resolve_precision(settings).replace("no", "fp32"),
