@@ -297,6 +297,6 @@ def usable_for_evaluation(frame: pd.DataFrame) -> pd.Series:
     return frame["tests"].notna()
 
 
-def training_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def has_solutions(frame: pd.DataFrame) -> pd.Series:
     """Rows with at least one solution (needed to build training examples)."""
-    return frame[frame["solutions_list"].map(len) > 0]
+    return frame["solutions_list"].map(len) > 0

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import paths
+from .data import COLUMNS
 from .execute import complete_lines
 from .execution import pass_fraction
 from .modeling import APPS_MODEL
@@ -130,10 +132,10 @@ def load_problems(settings: EvalSettings, *, verbose: bool = True) -> pd.DataFra
         if verbose:
             print(f"HumanEval: {len(frame)} problems")
         return frame
-    from .data import load_apps
+    from .data import load_apps, usable_for_evaluation
 
     frame = load_apps(settings.source, split=settings.split, difficulties=settings.difficulties, verbose=verbose)
-    no_tests = frame["tests"].isna()
+    no_tests = ~usable_for_evaluation(frame)
     if no_tests.any() and verbose:
         print(f"dropped {int(no_tests.sum())} problems without usable tests: "
               + ", ".join(map(str, frame.loc[no_tests, "problem_id"].head(10)))
@@ -195,11 +197,6 @@ def prompt_format(settings: EvalSettings) -> PromptFormat:
     return HUMANEVAL_FORMAT if settings.benchmark == "humaneval" else get_format(settings.fmt)
 
 
-def prompts_for(frame: pd.DataFrame, settings: EvalSettings) -> list[str]:
-    fmt = prompt_format(settings)
-    return [fmt(r["question"], r["starter_code"], r["fn_name"]) for r in frame.to_dict("records")]
-
-
 # --- the run folder -------------------------------------------------------------------------------
 
 
@@ -241,19 +238,15 @@ def prepare_folder(folder, settings: EvalSettings, frame: pd.DataFrame, *, write
                              f"two runs: use another run folder (run_name) or delete this one.")
         return folder
     if write:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name("config.json.tmp")
-        tmp.write_text(json.dumps({**config, "ks": list(settings.ks)}, indent=1))
-        tmp.replace(path)
+        paths.write_json(path, {**config, "ks": list(settings.ks)})
         _write_problems(folder / "problems.jsonl", frame)
     return folder
 
 
 def _write_problems(path: Path, frame: pd.DataFrame) -> None:
-    columns = ["problem_id", "question", "solutions", "input_output", "difficulty", "url", "starter_code"]
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in frame[columns].to_dict("records"):
-            handle.write(json.dumps({**row, "problem_id": int(row["problem_id"])}, ensure_ascii=False) + "\n")
+    from .sampling import write_jsonl
+
+    write_jsonl(({**row, "problem_id": int(row["problem_id"])} for row in frame[COLUMNS].to_dict("records")), path)
 
 
 def read_samples(folder) -> dict[tuple, dict]:
@@ -286,15 +279,15 @@ def generate(model, tokenizer, frame: pd.DataFrame, settings: EvalSettings, fold
     rank/world: this process's share (every world-th chunk). stop_after: stop after that many chunks
     (to interrupt on purpose in tests). A chunk is always regenerated whole with its own seed.
     """
-    from .sampling import generate_samples
+    from .sampling import generate_samples, problem_prompts
 
     folder = prepare_folder(folder, settings, frame, write=rank == 0)
     folder.mkdir(parents=True, exist_ok=True)
     have = set(read_samples(folder))
     out = folder / f"samples.rank{rank}.jsonl"
-    read_jsonl(out, repair=True)  # cut a partial last line before appending
+    complete_lines(out, repair=True)  # cut a partial last line before appending
     fmt = prompt_format(settings)
-    prompts = prompts_for(frame, settings)
+    prompts = problem_prompts(frame, fmt)
     records = frame.to_dict("records")
     todo = []
     for index, rows in enumerate(chunks(frame, settings)):
@@ -346,12 +339,14 @@ def generate(model, tokenizer, frame: pd.DataFrame, settings: EvalSettings, fold
 
 
 def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, workers: int | None = None,
-          progress: bool = True) -> int:
-    """Judge every generated sample that verdicts.jsonl lacks, with the batch executor; returns its exit status."""
+          progress: bool = True, samples: dict | None = None) -> int:
+    """Judge every generated sample that verdicts.jsonl lacks, with the batch executor; returns its exit status.
+
+    `samples`: read_samples(folder), when the caller has read it already."""
     from . import execute
 
     folder = Path(folder)
-    samples = read_samples(folder)
+    samples = read_samples(folder) if samples is None else samples
     by_key = {(r["split"], int(r["problem_id"])): r for r in frame.to_dict("records")}
     judge_input = folder / "judge_input.jsonl"
     with open(judge_input, "w", encoding="utf-8") as handle:
@@ -378,10 +373,10 @@ def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, workers: int |
 # --- results and metrics --------------------------------------------------------------------------
 
 
-def load_results(folder, frame: pd.DataFrame) -> pd.DataFrame:
+def load_results(folder, frame: pd.DataFrame, samples: dict | None = None) -> pd.DataFrame:
     """One row per sample of the run's problems: the sample, its verdicts, and summary flags; sorted by key."""
     folder = Path(folder)
-    samples = read_samples(folder)
+    samples = read_samples(folder) if samples is None else samples
     split = {int(p): s for s, p in zip(frame["split"], frame["problem_id"])}
     verdicts = {}
     for row in read_jsonl(folder / "verdicts.jsonl"):
@@ -738,12 +733,13 @@ def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination
            workers: int | None = None, progress: bool = True) -> Evaluation:
     """Judge and score a run whose samples are all generated."""
     folder = Path(folder)
-    missing = len(frame) * settings.n - len(read_samples(folder))
+    samples = read_samples(folder)
+    missing = len(frame) * settings.n - len(samples)
     if missing > 0:
         raise RuntimeError(f"{missing} samples are still missing in {folder}: run generate() (or the launcher) "
                            f"to the end first")
-    judge(frame, settings, folder, workers=workers, progress=progress)
-    results = load_results(folder, frame)
+    judge(frame, settings, folder, workers=workers, progress=progress, samples=samples)
+    results = load_results(folder, frame, samples)
     contamination = contamination or Contamination("clean", "Contamination: not checked.")
     table = score(results, settings)
     clean_table = None
@@ -764,7 +760,7 @@ def write_outputs(evaluation: Evaluation) -> dict:
     if evaluation.clean_table is not None:
         written["clean_table"] = folder / "table_clean.csv"
         evaluation.clean_table.to_csv(written["clean_table"], index=False)
-    written["summary"].write_text(json.dumps(evaluation.summary(), indent=1, default=str))
+    paths.write_json(written["summary"], evaluation.summary())
     return written
 
 
@@ -838,12 +834,9 @@ def launch_command(settings: EvalSettings, num_processes: int = 8, contamination
     """The multi-GPU command that runs this very evaluation (same code, one process per GPU)."""
     parts = [f"accelerate launch --num_processes {num_processes} -m appsneo_utils.evaluation",
              f"--model {settings.model}", f"--benchmark {settings.benchmark}", f"--source {settings.source}",
-             f"--split {settings.split}", f"--fmt {settings.fmt}", f"--n {settings.n}",
-             f"--temperature {settings.temperature}", f"--top-p {settings.top_p}", f"--top-k {settings.top_k}",
-             f"--max-new-tokens {settings.max_new_tokens}", f"--seed {settings.seed}",
-             f"--batch-size {settings.batch_size}", f"--chunk-problems {settings.chunk_problems}",
-             f"--timeout {settings.timeout}", f"--ks {','.join(map(str, settings.ks))}",
-             f"--contamination {contamination}"]
+             f"--split {settings.split}", f"--fmt {settings.fmt}",
+             *(f"{_flag(name)} {getattr(settings, name)}" for name in PLAIN_OPTIONS),
+             f"--ks {','.join(map(str, settings.ks))}", f"--contamination {contamination}"]
     if settings.difficulties:
         parts.append(f"--difficulties {','.join(settings.difficulties)}")
     if settings.limit:
@@ -853,22 +846,30 @@ def launch_command(settings: EvalSettings, num_processes: int = 8, contamination
 
 # --- the multi-process launcher -------------------------------------------------------------------
 
+# EvalSettings fields the launcher takes as plain --flags, with the dataclass's own types and defaults.
+PLAIN_OPTIONS = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "batch_size", "chunk_problems",
+                 "timeout", "n_boot")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
+    defaults = EvalSettings()
     parser = argparse.ArgumentParser(prog="python -m appsneo_utils.evaluation", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="tiny", help="hub name, local folder or 'tiny'")
-    parser.add_argument("--benchmark", default="apps", choices=BENCHMARKS)
-    parser.add_argument("--source", default="mini", help="APPS source (mini, codeparrot/apps, a file or folder)")
-    parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--model", default=defaults.model, help="hub name, local folder or 'tiny'")
+    parser.add_argument("--benchmark", default=defaults.benchmark, choices=BENCHMARKS)
+    parser.add_argument("--source", default=defaults.source, help="APPS source (mini, codeparrot/apps, a file or folder)")
+    parser.add_argument("--split", default=defaults.split, choices=("train", "test"))
     parser.add_argument("--difficulties", default="", help="comma-separated; empty means all")
     parser.add_argument("--limit", type=int, default=0, help="at most this many problems (0 means all)")
     parser.add_argument("--per-difficulty", action="store_true", help="limit counts per difficulty")
-    parser.add_argument("--fmt", default="train", help="prompt format (appsneo_utils.prompts.FORMATS)")
-    for name, kind, default in (("n", int, 5), ("temperature", float, 0.8), ("top_p", float, 0.95), ("top_k", int, 0),
-                                ("max_new_tokens", int, 256), ("seed", int, 0), ("batch_size", int, 8),
-                                ("chunk_problems", int, 4), ("timeout", float, 4.0), ("n_boot", int, 1000)):
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
-    parser.add_argument("--ks", default="1,5,10", help="k of pass@k, comma-separated")
+    parser.add_argument("--fmt", default=defaults.fmt, help="prompt format (appsneo_utils.prompts.FORMATS)")
+    for name in PLAIN_OPTIONS:
+        default = getattr(defaults, name)
+        parser.add_argument(_flag(name), dest=name, type=type(default), default=default)
+    parser.add_argument("--ks", default=",".join(map(str, defaults.ks)), help="k of pass@k, comma-separated")
     parser.add_argument("--contamination", default="auto",
                         help="auto | none | apps-all | path to trained_problems.json")
     parser.add_argument("--out", default="", help="run folder (default: runs/04_evaluate/<derived name>)")
@@ -881,10 +882,8 @@ def settings_from_args(args) -> EvalSettings:
     return EvalSettings(
         model=args.model, model_fingerprint=model_fingerprint(args.model), benchmark=args.benchmark, source=args.source, split=args.split,
         difficulties=tuple(d for d in args.difficulties.split(",") if d) or None, limit=args.limit or None,
-        per_difficulty=args.per_difficulty, fmt=args.fmt, n=args.n, temperature=args.temperature,
-        top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.max_new_tokens, seed=args.seed,
-        batch_size=args.batch_size, chunk_problems=args.chunk_problems, timeout=args.timeout,
-        ks=tuple(int(k) for k in args.ks.split(",") if k), n_boot=args.n_boot)
+        per_difficulty=args.per_difficulty, fmt=args.fmt, ks=tuple(int(k) for k in args.ks.split(",") if k),
+        **{name: getattr(args, name) for name in PLAIN_OPTIONS})
 
 
 def main(argv=None) -> int:
@@ -892,12 +891,11 @@ def main(argv=None) -> int:
     from accelerate import PartialState
 
     from .modeling import load_model
-    from .paths import runs_dir
 
     args = parse_args(argv)
     settings = settings_from_args(args)
     state = PartialState()
-    folder = Path(args.out) if args.out else runs_dir(NOTEBOOK) / run_name(settings)
+    folder = Path(args.out) if args.out else paths.runs_dir(NOTEBOOK) / run_name(settings)
     frame = load_problems(settings, verbose=state.is_main_process)
     if state.is_main_process:
         prepare_folder(folder, settings, frame)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,16 @@ def figures_dir(notebook: str) -> Path:
     """`figures/<notebook>/`, created on demand."""
     path = FIGURES_DIR / notebook
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: Path, obj) -> Path:
+    """Write `obj` as JSON through a temporary file and a rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    tmp.replace(path)
     return path
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .modeling import APPS_MODEL
+from .metrics import bootstrap_ci
 from .prompts import FORMATS, get_format, reindent_tabs
-from .sampling import context_size, generate_samples, problem_prompts
+from .sampling import encode_prompt, context_size, generate_samples, problem_prompts
 
 BASELINE = "train"
 PROBE_FORMATS = tuple(FORMATS)  # all eight registered formats; the first is the training format
@@ -68,17 +68,13 @@ class TokenNLL:
 
 def encode_pair(tokenizer, prompt: str, target: str, *, context: int, max_target_tokens: int | None = None):
     """(ids, first target position, TokenNLL skeleton): prompt and target tokenised apart, as in training."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     target_cut = False
     if max_target_tokens is not None and len(target_ids) > max_target_tokens:
         target_ids, target_cut = target_ids[:max_target_tokens], True
     if len(target_ids) > context - 1:  # keep at least one prompt token to condition on
         target_ids, target_cut = target_ids[: context - 1], True
-    room = context - len(target_ids)
-    prompt_cut = len(prompt_ids) > room
-    if prompt_cut:
-        prompt_ids = prompt_ids[-room:]
+    prompt_ids, prompt_cut = encode_prompt(tokenizer, prompt, len(target_ids), context)
     info = TokenNLL(0.0, len(target_ids), len(prompt_ids), prompt_cut, target_cut)
     return prompt_ids + target_ids, len(prompt_ids), info
 
@@ -98,7 +94,7 @@ def nll_pairs(model, tokenizer, pairs, *, batch_size: int = 8, max_target_tokens
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # similar lengths share a batch
     results: list[TokenNLL | None] = [None] * len(encoded)
     for start in range(0, len(order), batch_size):
-        batch = [i for i in order[start : start + batch_size]]
+        batch = order[start : start + batch_size]
         width = max(len(encoded[i][0]) for i in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -363,11 +359,7 @@ def paired_deltas(table: pd.DataFrame, metric: str, *, baseline: str = BASELINE,
     for fmt in [c for c in wide.columns if c != baseline]:
         pair = wide[[fmt, baseline]].dropna()
         diff = (pair[fmt] - pair[baseline]).to_numpy(dtype=float)
-        lo = hi = float("nan")
-        if len(diff):
-            draws = np.random.default_rng(seed).integers(0, len(diff), size=(n_boot, len(diff)))
-            boot = diff[draws].mean(axis=1)
-            lo, hi = (float(np.quantile(boot, q)) for q in ((1 - level) / 2, (1 + level) / 2))
+        lo, hi = bootstrap_ci(diff, n_boot, level, seed)  # (nan, nan) when no problem has both
         rows.append({"metric": metric, "fmt": fmt, "n_problems": len(diff),
                      "baseline_mean": float(pair[baseline].mean()) if len(diff) else float("nan"),
                      "format_mean": float(pair[fmt].mean()) if len(diff) else float("nan"),
@@ -466,7 +458,7 @@ def reading(deltas: pd.DataFrame, *, n_problems: dict | None = None, n_samples: 
 
 # --- notebook glue -------------------------------------------------------------------------------
 
-FULL_DEFAULTS = dict(model=APPS_MODEL, source="codeparrot/apps", nll_problems=200,
+FULL_DEFAULTS = dict(source="codeparrot/apps", nll_problems=200,
                      solutions_per_problem=3, sample_problems=60, n=10, max_new_tokens=384, batch_size=16)
 SMOKE_DEFAULTS = dict(source="mini", nll_problems=6, solutions_per_problem=1, sample_problems=3, n=4,
                       max_new_tokens=96, batch_size=24)
@@ -508,11 +500,13 @@ def notebook_settings(full: bool, *, model_name="", data_source="", split="test"
 def balanced_subset(frame: pd.DataFrame, size: int, *, need_tests: bool = False,
                     need_solutions: bool = False) -> pd.DataFrame:
     """About `size` problems, taken in turn from each difficulty (first ones first), so each is represented."""
+    from .data import has_solutions, usable_for_evaluation
+
     keep = pd.Series(True, index=frame.index)
     if need_tests:
-        keep &= frame["tests"].notna()
+        keep &= usable_for_evaluation(frame)
     if need_solutions:
-        keep &= frame["solutions_list"].map(len) > 0
+        keep &= has_solutions(frame)
     usable = frame[keep].copy()
     usable["_rank"] = usable.groupby("difficulty", sort=False).cumcount()
     return usable.sort_values(["_rank"], kind="stable").head(size).drop(columns="_rank").reset_index(drop=True)

@@ -39,14 +39,20 @@ class PromptFormat:
         return prompt + code if self.completion_is_suffix else code
 
 
-def cut_at_stop(text: str, stops=STOP_STRINGS) -> str:
-    """`text` up to the first stop string (and without a trailing EOS-like tail)."""
-    cut = len(text)
+def first_stop(text: str, stops=STOP_STRINGS) -> tuple[int, str | None]:
+    """(index, stop string) of the earliest stop string in text, or (-1, None)."""
+    best, which = -1, None
     for stop in stops:
         index = text.find(stop)
-        if index != -1:
-            cut = min(cut, index)
-    return text[:cut]
+        if index != -1 and (best == -1 or index < best):
+            best, which = index, stop
+    return best, which
+
+
+def cut_at_stop(text: str, stops=STOP_STRINGS) -> str:
+    """`text` up to the first stop string (and without a trailing EOS-like tail)."""
+    index, _ = first_stop(text, stops)
+    return text if index == -1 else text[:index]
 
 
 # --- the formats ------------------------------------------------------------------------------
@@ -120,7 +126,10 @@ FORMATS: dict[str, PromptFormat] = {
 }
 
 
-def get_format(name: str) -> PromptFormat:
+def get_format(name: str | PromptFormat) -> PromptFormat:
+    """The registered format of that name (a PromptFormat is returned as it is)."""
+    if isinstance(name, PromptFormat):
+        return name
     try:
         return FORMATS[name]
     except KeyError:

@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .prompts import STOP_STRINGS, PromptFormat, get_format
+from .execution import VERDICTS
+from .prompts import STOP_STRINGS, PromptFormat, first_stop, get_format
 
 BACKENDS = ("auto", "hf", "fast")
 STOPPED_BY = ("eos", "stop", "length")
-VERDICTS = ("passed", "wrong_answer", "runtime_error", "timeout", "compile_error")
 
 
 @dataclass
@@ -101,7 +101,7 @@ def generate_samples(
     if not all(isinstance(p, str) for p in prompts):
         raise ValueError("prompts must be strings (format problems with prompts.format_prompt first)")
     _check_settings(n, temperature, top_p, top_k, max_new_tokens, batch_size, backend, seed)
-    prompt_format = get_format(fmt) if isinstance(fmt, str) else fmt
+    prompt_format = None if fmt is None else get_format(fmt)
     stops = _merge_stops(stop, prompt_format)
     device = _model_device(model)
     backend = _choose_backend(backend, device)
@@ -113,7 +113,7 @@ def generate_samples(
         raise ValueError("the tokenizer has neither a pad nor an EOS token; set tokenizer.pad_token first")
 
     context = context_size(model, tokenizer)
-    encoded = [_encode_prompt(tokenizer, p, max_new_tokens, context) for p in prompts]
+    encoded = [encode_prompt(tokenizer, p, max_new_tokens, context) for p in prompts]
     # Longest prompts first: similar lengths share a batch (less padding), and memory trouble shows early.
     rows = sorted(((i, j) for i in range(len(prompts)) for j in range(copies)), key=lambda r: -len(encoded[r[0]][0]))
     batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
@@ -202,8 +202,10 @@ def context_size(model, tokenizer) -> int:
     return min(candidates) if candidates else 2048
 
 
-def _encode_prompt(tokenizer, prompt: str, max_new_tokens: int, context: int) -> tuple[list[int], bool]:
-    """Token ids of the prompt, its start cut off if prompt + max_new_tokens exceeds the context."""
+def encode_prompt(tokenizer, prompt: str, max_new_tokens: int, context: int) -> tuple[list[int], bool]:
+    """(token ids, cut?) of the prompt, its start cut off if prompt + max_new_tokens exceeds the context.
+
+    `max_new_tokens` is the room kept after the prompt: new tokens, or a target to score (probes)."""
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     room = context - max_new_tokens
     if room < 1:
@@ -313,30 +315,20 @@ def _decode(tokenizer, ids) -> str:
     return tokenizer.decode(ids, **_DECODE)
 
 
-def _first_stop(text: str, stops) -> tuple[int, str | None]:
-    """(index, stop string) of the earliest stop string in text, or (-1, None)."""
-    best, which = -1, None
-    for stop in stops:
-        index = text.find(stop)
-        if index != -1 and (best == -1 or index < best):
-            best, which = index, stop
-    return best, which
-
-
 def finish_sample(new_ids, tokenizer, prompt: str, stops, prompt_format, eos_id) -> Sample:
     """A `Sample` from the generated token ids of one row (padding after EOS/stop ignored)."""
     new_ids = list(new_ids)
     end = new_ids.index(eos_id) if eos_id is not None and eos_id in new_ids else None
     body = new_ids if end is None else new_ids[:end]
     raw = _decode(tokenizer, body)
-    index, which = _first_stop(raw, stops)
+    index, which = first_stop(raw, stops)
     if which is not None:
         text, stopped_by = raw[:index], "stop"
         # The fewest tokens whose text already holds the stop string (decoded prefixes only grow).
         low, high = 1, len(body)
         while low < high:
             middle = (low + high) // 2
-            if _first_stop(_decode(tokenizer, body[:middle]), stops)[1] is not None:
+            if first_stop(_decode(tokenizer, body[:middle]), stops)[1] is not None:
                 high = middle
             else:
                 low = middle + 1
@@ -403,8 +395,8 @@ def run_sample_tests(sample, tests: dict, *, timeout: float = 4.0):
     return run_tests(code, tests, timeout=timeout)
 
 
-def problem_prompts(frame, fmt: str = "train") -> list[str]:
-    """The prompt of each problem (row) of an APPS DataFrame in the named format."""
+def problem_prompts(frame, fmt: str | PromptFormat = "train") -> list[str]:
+    """The prompt of each problem (row) of an APPS DataFrame in the named (or given) format."""
     prompt_format = get_format(fmt)
     return [prompt_format(r["question"], r["starter_code"], r["fn_name"]) for r in frame.to_dict("records")]
 

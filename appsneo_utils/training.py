@@ -314,12 +314,12 @@ def pack(examples: list, block_size: int) -> list:
 
 def prepare_data(settings: TrainSettings, tokenizer, frame=None, *, verbose: bool = True) -> PreparedData:
     """Load APPS, hold out whole problems, encode with prompts.encode_example (prompt masked, EOS added)."""
-    from .data import load_apps
+    from .data import has_solutions, load_apps
 
     if frame is None:
         frame = load_apps(settings.data, split="all" if settings.all_data else "train", verbose=verbose)
-    has_solutions = frame["solutions_list"].map(len) > 0
-    usable = frame[has_solutions]
+    solved = has_solutions(frame)
+    usable = frame[solved]
     rows = {(str(r["split"]), int(r["problem_id"])): r for r in usable.to_dict("records")}
     train_keys, val_keys = split_problems(rows, settings.val_problems, settings.seed)
     if settings.max_train_problems is not None:
@@ -329,7 +329,7 @@ def prepare_data(settings: TrainSettings, tokenizer, frame=None, *, verbose: boo
     train, train_stats = _encode(train_examples, tokenizer, settings.block_size)
     val, val_stats = _encode(val_examples, tokenizer, settings.block_size)
     sample = next((e for e in train if not e["truncated"]), train[0] if train else None)
-    counts = {"problems": len(rows), "no_solutions": int((~has_solutions).sum()), "block_size": settings.block_size,
+    counts = {"problems": len(rows), "no_solutions": int((~solved).sum()), "block_size": settings.block_size,
               "train": train_stats, "val": val_stats, "packed_blocks": None}
     if settings.packing:
         train = pack(train, settings.block_size)
@@ -551,13 +551,6 @@ def evaluate(model, examples: list, pad_id: int, accelerator, batch_size: int) -
     return (total[0] / total[1]).item(), int(total[1].item())
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    tmp.replace(path)
-
-
 def trained_problems_record(settings: TrainSettings, data: PreparedData) -> dict:
     """What trained_problems.json holds: the (split, problem_id) keys trained on and held out."""
     test_seen = data.test_problems_trained
@@ -611,8 +604,8 @@ def _save_checkpoint(accelerator, settings, tokenizer, state: dict, data) -> Pat
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         tokenizer.save_pretrained(tmp)
-        _write_json(tmp / "trained_problems.json", trained_problems_record(settings, data))
-        _write_json(tmp / "trainer_state.json", {**state, "identity": identity(settings)})
+        paths.write_json(tmp / "trained_problems.json", trained_problems_record(settings, data))
+        paths.write_json(tmp / "trainer_state.json", {**state, "identity": identity(settings)})
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in sorted(folder.glob("step-*[0-9]"))[: -settings.save_total_limit]:
@@ -785,9 +778,9 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
         compile_blocks(final_model, enable=False)  # hand back a plain model (generation, saving)
     if main:
         run_dir = settings.run_dir
-        _write_json(run_dir / "history.json", history)
-        _write_json(run_dir / "metrics.json", metrics)
-        _write_json(run_dir / "settings.json", asdict(settings))
+        paths.write_json(run_dir / "history.json", history)
+        paths.write_json(run_dir / "metrics.json", metrics)
+        paths.write_json(run_dir / "settings.json", asdict(settings))
         if completed:
             _save_final_model(final_model, tokenizer, settings, data)
             print(f"saved the model and tokenizer to {settings.model_dir}")
@@ -816,8 +809,8 @@ def _save_final_model(model, tokenizer, settings, data) -> None:
         save_model(model, tokenizer, folder)
     finally:
         hf_logging.enable_progress_bar()
-    _write_json(folder / "trained_problems.json", trained_problems_record(settings, data))
-    _write_json(folder / "training_settings.json", asdict(settings))
+    paths.write_json(folder / "trained_problems.json", trained_problems_record(settings, data))
+    paths.write_json(folder / "training_settings.json", asdict(settings))
 
 
 # --- figures and launch command ---------------------------------------------------------------

@@ -56,7 +56,6 @@ class SamplingPanel:
         self.model, self.tokenizer, self.timeout, self.sampling = model, tokenizer, timeout, sampling
         self.problems = problems.reset_index(drop=True) if problems is not None else None
         self.samples, self.prompt, self.tests, self.results = [], None, None, []
-        self.last_generation = None
 
         # source: a problem of the set, or a free prompt
         has_problems = self.problems is not None and len(self.problems) > 0
@@ -259,7 +258,6 @@ class SamplingPanel:
             result = generate_samples(self.model, self.tokenizer, [prompt], fmt=self.fmt.value,
                                       progress=self._progress(), **settings, **self.sampling)
             self.samples, self.prompt, self.tests, self.results = result[0], prompt, tests, []
-            self.last_generation = result
             self.progress.value = 1.0
             self._show_samples()
             self.status.value = _box(
@@ -337,8 +335,7 @@ class SamplingPanel:
                          f"executor failed: {html.escape(f'{type(result).__name__}: {result}')}</td>")
             else:
                 verdicts = list(result.verdicts)
-                errors = list(getattr(result, "errors", None) or [None] * len(verdicts))
-                errors += [None] * (len(verdicts) - len(errors))
+                errors = result.errors  # one per verdict
                 passed = sum(v == "passed" for v in verdicts)
                 all_passed += bool(verdicts) and passed == len(verdicts)
                 cells = "".join(
@@ -354,8 +351,3 @@ class SamplingPanel:
                        f"({share:.0%}, an estimate of pass@1 at these settings)",
                        color="#2ca02c" if all_passed else "#ff7f0e")
         return table, summary
-
-
-def sampling_panel(model, tokenizer, problems=None, **settings) -> SamplingPanel:
-    """Build the panel (see `SamplingPanel` for the settings)."""
-    return SamplingPanel(model, tokenizer, problems, **settings)

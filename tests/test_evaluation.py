@@ -251,3 +251,14 @@ def test_the_launcher_runs_one_process(tmp_path, capsys):
     assert set(table.metric) >= {"pass@1", "pass@2", "strict_accuracy", "test_case_average"}
     assert "Contamination: none" in capsys.readouterr().out
     shutil.rmtree(out)
+
+
+def test_launch_command_carries_every_setting():
+    import dataclasses
+    import shlex
+
+    settings = ev.EvalSettings(difficulties=("interview",), limit=4, per_difficulty=True, n=3, temperature=0.5,
+                               top_k=7, chunk_problems=2, timeout=2.5, ks=(1, 3), n_boot=500)
+    words = shlex.split(ev.launch_command(settings, contamination="none").replace("\\\n", " "))  # as a shell joins it
+    back = ev.settings_from_args(ev.parse_args(words[words.index("appsneo_utils.evaluation") + 1:]))
+    assert back == dataclasses.replace(settings, model_fingerprint=back.model_fingerprint)
