@@ -11,7 +11,6 @@ both on float32 weights checks that they agree.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train_throughput import (  # noqa: E402  (shared benchmark helpers)
-    CommonArgs, PeakMemory, build_model, forward_flops, header, matmul_params, matmul_peak, neo_config, parse,
-    pick_device, readme_row, report, sync,
+    CommonArgs, PeakMemory, build_model, finish, forward_flops, header, matmul_params, matmul_peak, neo_config,
+    parse, report, setup, sync,
 )
 
 from appsneo_utils import fast_sampling  # noqa: E402
@@ -39,7 +38,8 @@ class Args(CommonArgs):
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling (1.0: off)"})
     top_k: int = field(default=0, metadata={"help": "top-k sampling (0: off)"})
-    cuda_graph: str = field(default="auto", metadata={"help": "fast path CUDA graphs: auto (on CUDA) | on | off"})
+    cuda_graph: str = field(default="auto", metadata={"help": "fast path CUDA graphs (auto: on CUDA)",
+                                                      "choices": ("auto", "on", "off")})
     agreement: int = field(default=32, metadata={"help": "greedy tokens compared between stock and fast (0: skip)"})
 
 
@@ -53,10 +53,9 @@ def stock_generate(model, ids, args, new, do_sample=True):
 
 
 def fast_generate(model, ids, args, new, do_sample=True):
-    graph = {"auto": None, "on": True, "off": False}[args.cuda_graph]
     return fast_sampling.generate(
         model, ids, torch.ones_like(ids), max_new_tokens=new, do_sample=do_sample, temperature=args.temperature,
-        top_p=args.top_p, top_k=args.top_k, eos_token_id=None, pad_token_id=0, cuda_graph=graph,
+        top_p=args.top_p, top_k=args.top_k, eos_token_id=None, pad_token_id=0, cuda_graph=args.cuda_graph == "on",
     )
 
 
@@ -74,9 +73,9 @@ def timed_call(fn, device):
 
 def main(argv=None):
     args = parse(Args, argv)
-    device = pick_device(args.device)
-    cuda = device.type == "cuda"
-    name = args.model if args.model != "auto" else ("1.3b" if cuda else "tiny")
+    device, cuda, name = setup(args)
+    if args.cuda_graph == "auto":
+        args.cuda_graph = "on" if cuda else "off"
     big = name == "1.3b"
     args.batch = args.batch or (16 if big else 8)
     args.prompt = args.prompt or (512 if big else 64)
@@ -94,9 +93,8 @@ def main(argv=None):
     prompts = torch.Generator().manual_seed(args.seed)
     ids = torch.randint(config.vocab_size, (args.batch, args.prompt), generator=prompts).to(device)
     flops = args.batch * forward_flops(config, args.prompt + args.new - 1)  # the last new token is never fed
-    graphs = args.cuda_graph == "on" or (args.cuda_graph == "auto" and cuda)
     labels = {"stock": "model.generate, eager",
-              "fast": "static cache" + (", CUDA graph" if graphs else "")}
+              "fast": "static cache" + (", CUDA graph" if args.cuda_graph == "on" else "")}
     runners = {"stock": stock_generate, "fast": fast_generate}
     phases = ["fast"] if args.skip_stock else ["stock", "fast"]
     calls = {phase: [] for phase in phases}
@@ -113,27 +111,25 @@ def main(argv=None):
     report(rows, peak, unit="new tokens/s")
     print("ms/step = one call's time / new tokens (prefill included); first calls: "
           + ", ".join(f"{k} {v['first_call_s']:.2f} s" for k, v in rows.items()))
+    agreed = "-"
     if args.agreement and not args.skip_stock:
         # In float32: random weights give near-flat logits, whose near-ties bf16 rounding would flip.
-        del model
-        reference = build_model(config, device, dtype=torch.float32, seed=args.seed).eval()
+        if dtype != torch.float32:
+            model = build_model(config, device, dtype=torch.float32, seed=args.seed).eval()
         with torch.no_grad():
-            a = stock_generate(reference, ids, args, args.agreement, do_sample=False)[:, args.prompt:]
-            b = fast_generate(reference, ids, args, args.agreement, do_sample=False)[:, args.prompt:]
+            a = stock_generate(model, ids, args, args.agreement, do_sample=False)[:, args.prompt:]
+            b = fast_generate(model, ids, args, args.agreement, do_sample=False)[:, args.prompt:]
         same_rows = int((a == b).all(dim=1).sum())
         first_diff = (a != b).int().argmax(dim=1)[~(a == b).all(dim=1)]
         note = f"; first differences at steps {first_diff.tolist()}" if len(first_diff) else ""
         print(f"greedy agreement over {args.agreement} tokens (float32 weights): {same_rows}/{args.batch} rows "
               f"identical, {100 * float((a == b).float().mean()):.1f}% of tokens{note}")
         info["greedy_rows_identical"] = same_rows
+        agreed = f"{same_rows} / {args.batch}"
     if not cuda:
         print("note: this is a CPU; the goal (fast >= 10x stock new tokens/s) is for an H100/H200 at 1.3B shapes")
-    info.update(peak_flops=peak[0], peak_what=peak[1], flops_per_call=flops, results=rows)
-    shape = f"{name}, {args.batch} x ({args.prompt} + {args.new}), {str(dtype).replace('torch.', '')}"
-    agreed = f"{info['greedy_rows_identical']} / {args.batch}" if "greedy_rows_identical" in info else "-"
-    print("benchmarks/README.md row:\n" + readme_row(info, rows, shape, agreed))
-    if args.out:
-        Path(args.out).write_text(json.dumps(info, indent=2))
+    finish(info, rows, peak, shape=f"{name}, {args.batch} x ({args.prompt} + {args.new}), "
+           f"{str(dtype).replace('torch.', '')}", last=agreed, out=args.out, flops_per_call=flops)
     return rows
 
 

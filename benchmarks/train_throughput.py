@@ -40,7 +40,8 @@ from appsneo_utils import modeling  # noqa: E402
 class CommonArgs:
     """Options both benchmark scripts take."""
 
-    model: str = field(default="auto", metadata={"help": "auto (1.3b on CUDA, tiny elsewhere) | 1.3b | tiny"})
+    model: str = field(default="auto", metadata={"help": "auto: 1.3b on CUDA, tiny elsewhere",
+                                                  "choices": ("auto", "1.3b", "tiny")})
     device: str = field(default="auto", metadata={"help": "auto | cuda | cpu"})
     skip_stock: bool = field(default=False, metadata={"help": "time only the fast path (no ratio)"})
     seed: int = field(default=0, metadata={"help": "seed of the random weights and inputs"})
@@ -54,12 +55,14 @@ class Args(CommonArgs):
     seq: int = field(default=0, metadata={"help": "tokens per sequence (0: 1024 for 1.3b, 256 tiny)"})
     steps: int = field(default=0, metadata={"help": "timed optimizer steps, the fastest reported (0: 10 CUDA, 5 CPU)"})
     warmup: int = field(default=0, metadata={"help": "untimed steps first (0: 3 on CUDA for compile, 1 on CPU)"})
-    compile: str = field(default="auto", metadata={"help": "torch.compile the fast path: auto (on CUDA) | on | off"})
-    attention: str = field(default="sdpa", metadata={"help": "fast attention backend: sdpa | flex"})
+    compile: str = field(default="auto", metadata={"help": "torch.compile the fast path's blocks (auto: on CUDA)",
+                                                   "choices": ("auto", "on", "off")})
+    attention: str = field(default="sdpa", metadata={"help": "fast attention backend",
+                                                     "choices": ("sdpa", "flex")})
 
 
 def parse(cls, argv=None):
-    """A dataclass of options from the command line (one --flag per field, its help from metadata)."""
+    """A dataclass of options from the command line (one --flag per field; help and choices from metadata)."""
     parser = argparse.ArgumentParser(description=sys.modules[cls.__module__].__doc__.splitlines()[0])
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
@@ -67,7 +70,8 @@ def parse(cls, argv=None):
             parser.add_argument(flag, action="store_true", help=f.metadata["help"])
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
+            parser.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"],
+                                choices=f.metadata.get("choices"))
     return cls(**vars(parser.parse_args(argv)))
 
 
@@ -78,6 +82,13 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def setup(args) -> tuple[torch.device, bool, str]:
+    """(device, on CUDA?, model name) from --device and --model ("auto": 1.3b on CUDA, tiny elsewhere)."""
+    device = pick_device(args.device)
+    cuda = device.type == "cuda"
+    return device, cuda, args.model if args.model != "auto" else ("1.3b" if cuda else "tiny")
 
 
 def machine(device: torch.device) -> str:
@@ -181,7 +192,7 @@ def forward_flops(config, length: int, start: int = 0) -> float:
     return float(2 * matmul_params(config) * (length - start) + attention)
 
 
-def header(device, args_obj, extra: str = "") -> dict:
+def header(device, args_obj) -> dict:
     info = {
         "date": datetime.date.today().isoformat(),
         "machine": machine(device),
@@ -190,8 +201,6 @@ def header(device, args_obj, extra: str = "") -> dict:
         "args": dataclasses.asdict(args_obj),
     }
     print(f"{info['date']} | {info['machine']} | torch {info['torch']} | transformers {info['transformers']}")
-    if extra:
-        print(extra)
     return info
 
 
@@ -220,6 +229,14 @@ def readme_row(info, rows, shape: str, last: str) -> str:
              each(lambda r: f"{100 * r['mfu']:.1f}%") + f" of {info['peak_flops'] / 1e12:.3g} TFLOP/s",
              each(lambda r: f"{r['mem_gib']:.2f}") + " GiB", last]
     return "| " + " | ".join(cells) + " |"
+
+
+def finish(info, rows, peak, *, shape: str, last: str, out: str, **measured) -> None:
+    """Complete the results (peak, what else was `measured`, rows), print the README row, write --out."""
+    info.update(peak_flops=peak[0], peak_what=peak[1], **measured, results=rows)
+    print("benchmarks/README.md row:\n" + readme_row(info, rows, shape, last))
+    if out:
+        Path(out).write_text(json.dumps(info, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -264,37 +281,25 @@ class TrainRun:
 
 
 def train_rows(config, device, args, phases, batches):
-    """{phase: row}: on CUDA one phase after the other (own memory peak); elsewhere steps alternate."""
-    make = {p: (lambda p=p: TrainRun(config, device, args, batch=batches[p], fast=p == "fast")) for p in phases}
+    """{phase: row}: on CUDA one phase after the other (own memory peak); on a CPU, which is often
+    shared, both at once with their steps alternating, so that both see the same load."""
+    groups = [[phase] for phase in phases] if device.type == "cuda" else [phases]
     rows = {}
-    if device.type == "cuda":
-        for phase in phases:
-            with PeakMemory(device) as memory:
-                run = make[phase]()
-                for _ in range(args.warmup):
-                    run.step(timed=False)
-                for _ in range(args.steps):
-                    run.step()
-            rows[phase] = run.row(memory)
-            del run
-            gc.collect()
-        return rows
-    with PeakMemory(device) as memory:  # a CPU is shared: alternate steps so both see the same load
-        runs = {phase: make[phase]() for phase in phases}
-        for _ in range(args.warmup):
-            for run in runs.values():
-                run.step(timed=False)
-        for _ in range(args.steps):
-            for run in runs.values():
-                run.step()
-    return {phase: run.row(memory) for phase, run in runs.items()}
+    for group in groups:
+        with PeakMemory(device) as memory:  # collects the previous group's garbage first
+            runs = {p: TrainRun(config, device, args, batch=batches[p], fast=p == "fast") for p in group}
+            for timed, count in ((False, args.warmup), (True, args.steps)):
+                for _ in range(count):
+                    for run in runs.values():
+                        run.step(timed)
+        rows.update((phase, run.row(memory)) for phase, run in runs.items())
+        del runs, run
+    return rows
 
 
 def main(argv=None):
     args = parse(Args, argv)
-    device = pick_device(args.device)
-    cuda = device.type == "cuda"
-    name = args.model if args.model != "auto" else ("1.3b" if cuda else "tiny")
+    device, cuda, name = setup(args)
     big = name == "1.3b"
     args.batch = args.batch or (3 if big else 8)
     args.fast_batch = args.fast_batch or args.batch
@@ -303,8 +308,6 @@ def main(argv=None):
     args.warmup = max(1, args.warmup or (3 if cuda else 1))
     if args.compile == "auto":
         args.compile = "on" if cuda else "off"
-    if args.compile not in ("on", "off"):
-        raise ValueError(f"--compile must be auto, on or off, got {args.compile!r}")
     compiled = args.compile == "on"
     config = neo_config(name)
     if args.seq > config.max_position_embeddings:
@@ -329,13 +332,10 @@ def main(argv=None):
         print(f"first-step loss: stock {a:.5f}, fast {b:.5f}, relative difference {abs(a - b) / abs(a):.2e}{same}")
     if not cuda:
         print("note: this is a CPU; the goal (fast >= 2.5x stock) is for an H100/H200 at GPT-Neo-1.3B shapes")
-    info.update(peak_flops=peak[0], peak_what=peak[1], flops_per_token=flops_per_token, results=rows)
     batches = " / ".join(dict.fromkeys(str(row["batch"]) for row in rows.values()))  # "3", or "3 / 12"
-    shape = f"{name}, {batches} x {args.seq}, {'bf16 autocast' if cuda else 'float32'}"
-    losses = " / ".join(f"{row['first_loss']:.5f}" for row in rows.values())
-    print("benchmarks/README.md row:\n" + readme_row(info, rows, shape, losses))
-    if args.out:
-        Path(args.out).write_text(json.dumps(info, indent=2))
+    finish(info, rows, peak, shape=f"{name}, {batches} x {args.seq}, {'bf16 autocast' if cuda else 'float32'}",
+           last=" / ".join(f"{row['first_loss']:.5f}" for row in rows.values()), out=args.out,
+           flops_per_token=flops_per_token)
     return rows
 
 
