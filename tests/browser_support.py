@@ -67,8 +67,8 @@ def _request(url: str, method: str = "GET", timeout: float = 5.0):
 class LabServer:
     """A running JupyterLab: `.url(path)` builds a URL with the token."""
 
-    def __init__(self, root: Path, port: int, token: str, process: subprocess.Popen, log: Path):
-        self.root, self.port, self.token, self.process, self.log = root, port, token, process, log
+    def __init__(self, port: int, token: str, process: subprocess.Popen, log: Path):
+        self.port, self.token, self.process, self.log = port, token, process, log
 
     @property
     def base(self) -> str:
@@ -117,7 +117,7 @@ def jupyter_lab(root: Path, *, env: dict | None = None, start_timeout: float = 1
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, cwd=root, env=environment, stdout=handle, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    server = LabServer(root, port, token, process, log)
+    server = LabServer(port, token, process, log)
     try:
         deadline = time.monotonic() + start_timeout
         while True:

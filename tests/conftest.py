@@ -1,6 +1,8 @@
 """Shared fixtures: repository paths, the real shared data (skipped when absent), offline hub."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 APPS_SAMPLE = SHARED / "apps_sample"
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def run_papermill(name: str, out, *params, cwd=NOTEBOOKS, env: dict | None = None, timeout: float = 600):
+    """papermill's CLI on notebooks/<name>, run from `cwd` (notebooks/ or the repository root) as users do."""
+    notebook = name if Path(cwd) == NOTEBOOKS else f"notebooks/{name}"
+    return subprocess.run([sys.executable, "-m", "papermill", notebook, str(out), *params], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import json
 import time
 
-import pandas as pd
 import pytest
 
 from appsneo_utils.data import COLUMNS, DIFFICULTIES, PARSED, load_apps

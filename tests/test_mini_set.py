@@ -1,7 +1,5 @@
 """The embedded mini set: every human solution passes its own tests in the sandbox."""
 
-import pytest
-
 from appsneo_utils.data import load_apps
 from appsneo_utils.execution import run_many
 

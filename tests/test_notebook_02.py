@@ -1,23 +1,17 @@
 """Notebook 02 on the embedded default, exactly as users run it: `papermill ... -p all_data true`."""
 
 import json
-import os
-import subprocess
-import sys
 
 import nbformat
 
 from appsneo_utils.modeling import load_model
-from conftest import ROOT
-
-NOTEBOOKS = ROOT / "notebooks"
+from conftest import run_papermill
 
 
 def papermill(out, *params, timeout=600):
     """Run the notebook from notebooks/ with papermill's CLI; no GPU, no hub."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "-m", "papermill", "02_finetune.ipynb", str(out), *params],
-                          cwd=NOTEBOOKS, capture_output=True, text=True, timeout=timeout, env=env)
+    return run_papermill("02_finetune.ipynb", out, *params, env={"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
+                         timeout=timeout)
 
 
 def outputs(path) -> str:

@@ -1,14 +1,12 @@
 """Notebooks: committed clean, parameters papermill can read, and notebook 01 runs offline."""
 
 import json
-import subprocess
-import sys
 
 import nbformat
 import pytest
 from papermill.translators import PythonTranslator
 
-from conftest import ROOT
+from conftest import ROOT, run_papermill
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -45,13 +43,10 @@ def test_anatomy_and_parameters(path):
 @pytest.mark.parametrize("cwd", ["root", "notebooks"])
 def test_notebook_01_runs_offline(cwd, tmp_path, isolated_outputs):
     runs, figures = isolated_outputs
-    notebook = "notebooks/01_explore.ipynb" if cwd == "root" else "01_explore.ipynb"
-    workdir = ROOT if cwd == "root" else ROOT / "notebooks"
     out = tmp_path / "out.ipynb"
-    subprocess.run(
-        [sys.executable, "-m", "papermill", notebook, str(out), "-p", "profile", "smoke", "--no-progress-bar"],
-        cwd=workdir, check=True, capture_output=True, text=True, timeout=600,
-    )
+    done = run_papermill("01_explore.ipynb", out, "-p", "profile", "smoke", "--no-progress-bar",
+                         cwd=ROOT if cwd == "root" else ROOT / "notebooks")
+    assert done.returncode == 0, done.stderr[-3000:]
     names = sorted(p.name for p in (figures / "01_explore").glob("*.png"))
     assert names == ["call_types.png", "difficulties.png", "questions_tests_solutions.png", "token_lengths.png"]
     summary = json.loads((runs / "01_explore" / "summary.json").read_text())

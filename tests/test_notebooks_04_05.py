@@ -1,23 +1,17 @@
 """Notebooks 04 and 05 run offline on the embedded default with papermill and write their figures and tables."""
 
 import json
-import os
-import subprocess
-import sys
 
 import nbformat
 
-from conftest import ROOT
+from conftest import ROOT, run_papermill
 
 
 def run_notebook(name, cwd, out, *params):
-    notebook = f"notebooks/{name}" if cwd == ROOT else name
-    args = [sys.executable, "-m", "papermill", notebook, str(out), "-p", "profile", "smoke", *params,
-            "--no-progress-bar"]
     # One intra-op thread: the tiny model's matrices are small, and on a shared 2-core machine two
     # threads per process thrash (measured: 05 took 31 s with one thread, 102 s with two, under load).
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+    done = run_papermill(name, out, "-p", "profile", "smoke", *params, "--no-progress-bar", cwd=cwd,
+                         env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return nbformat.read(out, as_version=4)
 

@@ -4,7 +4,6 @@ import nbformat
 import pytest
 
 from appsneo_utils import pipeline
-from conftest import ROOT
 
 
 def _notebook(path, *sources):

@@ -5,8 +5,6 @@ headless papermill run of notebooks/03_sample.ipynb on the embedded default.
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ import torch
 from appsneo_utils import execution, modeling, prompts, sampling
 from appsneo_utils.data import load_apps
 from appsneo_utils.sampling import Sample, finish_sample, generate_samples, run_sample_tests
-from conftest import ROOT
+from conftest import run_papermill
 
 FAST = dict(max_new_tokens=32, progress=False)
 
@@ -292,11 +290,9 @@ def test_panel_shows_errors_instead_of_raising(tiny):
 def test_notebook_03_runs_headless(tmp_path, isolated_outputs):
     runs, figures = isolated_outputs
     out = tmp_path / "out.ipynb"
-    subprocess.run(
-        [sys.executable, "-m", "papermill", "03_sample.ipynb", str(out), "-p", "profile", "smoke",
-         "-p", "max_new_tokens", "48", "--no-progress-bar"],
-        cwd=ROOT / "notebooks", check=True, capture_output=True, text=True, timeout=600,
-    )
+    done = run_papermill("03_sample.ipynb", out, "-p", "profile", "smoke", "-p", "max_new_tokens", "48",
+                         "--no-progress-bar")
+    assert done.returncode == 0, done.stderr[-3000:]
     lines = (runs / "03_sample" / "samples.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 3 * 2 and all(r["verdicts"] for r in records)
