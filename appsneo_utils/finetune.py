@@ -38,7 +38,7 @@ def main(argv=None) -> training.RunResult:
     args = vars(parser().parse_args(argv))
     figures = coerce_bool("figures", args.pop("figures"))
     profile = resolve_profile(args.pop("profile"))
-    settings = training.make_settings(profile, **args)
+    settings = training.make_settings(profile, **{k: v for k, v in args.items() if v is not None})  # unset: default
     result = training.run(settings)
     if figures and result.history["train"]:
         from accelerate import PartialState

@@ -159,9 +159,11 @@ def parameter_names() -> list[str]:
 
 
 def make_settings(profile="auto", **params) -> TrainSettings:
-    """TrainSettings from notebook/CLI values; None (or "none") takes the profile's default.
+    """TrainSettings from notebook/CLI values; an absent setting takes the profile's default.
 
-    Every value is coerced and validated here: a bad one raises ValueError naming it.
+    None (or "none") also takes it, except for settings where None has a meaning of its own
+    (max_val_examples=None: validate on all). Every value is coerced and validated here: a bad one
+    raises ValueError naming it.
     """
     prof = profile if isinstance(profile, Profile) else resolve_profile(profile, verbose=False)
     unknown = set(params) - set(parameter_names())
@@ -171,7 +173,9 @@ def make_settings(profile="auto", **params) -> TrainSettings:
     values = {}
     for f in fields(TrainSettings):
         raw = params.get(f.name)
-        if raw is None or (f.metadata.get("optional") and isinstance(raw, str) and raw.strip().lower() in NONE_WORDS):
+        if f.metadata.get("optional") and f.name in params:
+            raw = None if isinstance(raw, str) and raw.strip().lower() in NONE_WORDS else raw
+        elif raw is None:
             raw = base.get(f.name, f.default)
         values[f.name] = raw
     values["profile"] = prof.name

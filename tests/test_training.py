@@ -58,6 +58,10 @@ def test_smoke_profile_and_papermill_strings(tmp_path):
     with pytest.raises(ValueError, match="unknown settings: batchsize"):
         training.make_settings("smoke", batchsize=3)
     assert training.make_settings("smoke", resume="True").resume is True
+    # None has its own meaning for max_val_examples ("validate on all"); left out, it is the default
+    assert training.make_settings("smoke").max_val_examples == 1000
+    assert training.make_settings("smoke", max_val_examples=None).max_val_examples is None
+    assert training.make_settings("smoke", max_val_examples="None").max_val_examples is None
     # profile "auto" on a machine without a GPU is the embedded default
     if not torch.cuda.is_available():
         assert training.make_settings("auto").profile == "smoke"
@@ -256,6 +260,10 @@ def test_cli_has_every_setting_and_calls_run(monkeypatch, tmp_path):
         settings, {"train": [], "val": []}, {}, True, 0, 0))
     finetune.main(["--profile", "smoke", "--all_data", "true", "--output_dir", str(tmp_path), "--figures", "false"])
     assert seen[0].all_data is True and seen[0].model == "tiny"
+    assert seen[0].max_val_examples == 1000, "an unset flag takes the default"
+    finetune.main(["--profile", "smoke", "--max_val_examples", "none", "--output_dir", str(tmp_path),
+                   "--figures", "false"])
+    assert seen[1].max_val_examples is None
 
 
 def test_accelerate_launch_runs_the_same_function(tmp_path, isolated_outputs):
