@@ -153,6 +153,11 @@ def problem_keys(frame: pd.DataFrame) -> list[list]:
     return [[str(s), int(p)] for s, p in zip(frame["split"], frame["problem_id"])]
 
 
+def key_set(frame: pd.DataFrame) -> set[tuple]:
+    """The frame's problems as a set of (split, problem_id)."""
+    return {(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])}
+
+
 # --- HumanEval, judged in our own sandbox ----------------------------------------------------------
 
 # Codex paper (Chen et al. 2021, section 3.2): sampling stops at these, which end the function body.
@@ -382,7 +387,7 @@ def load_results(folder, frame: pd.DataFrame, samples: dict | None = None) -> pd
     for row in read_jsonl(folder / "verdicts.jsonl"):
         pid = int(row["problem_id"])
         verdicts.setdefault((split.get(pid), pid, int(row["sample_id"])), row)
-    wanted = {(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])}
+    wanted = key_set(frame)
     rows = []
     for key in sorted(samples):
         if key[:2] not in wanted:
@@ -463,7 +468,7 @@ class Contamination:
 
     def clean_keys(self, frame: pd.DataFrame) -> set | None:
         """Keys of the evaluated problems the model did not train on (None when that cannot be told)."""
-        keys = {(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])}
+        keys = key_set(frame)
         if self.status == "clean":
             return keys
         if self.seen is None:
@@ -531,7 +536,7 @@ def detect_contamination(model: str, frame: pd.DataFrame, *, override: str = "au
         if seen is None:
             raise FileNotFoundError(f"no trained_problems.json at {record}: pass the file written by 02_finetune "
                                     f"(next to its model) or contamination='auto'")
-        overlap = {(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])} & seen
+        overlap = key_set(frame) & seen
         if not overlap:
             return Contamination("clean", f"Contamination: none. The training record {record} lists "
                                           f"{len(seen)} problems and none of the {n} used here.", frozenset(seen))
@@ -560,7 +565,7 @@ def detect_contamination(model: str, frame: pd.DataFrame, *, override: str = "au
         if seen is None:
             return Contamination("unknown", head + " Which test problems it saw cannot be rebuilt from this source, "
                                                    "so every score below is an upper bound of recall, not of skill.")
-        clean = n - len({(s, int(p)) for s, p in zip(frame["split"], frame["problem_id"])} & seen)
+        clean = n - len(key_set(frame) & seen)
         return Contamination(
             "apps-all",
             head + f" Rebuilt from that script: it saw {info['test_problems_seen']} of {info['test_problems']} test "
