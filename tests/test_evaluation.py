@@ -7,6 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from appsneo_utils import contamination
 from appsneo_utils import evaluation as ev
 from appsneo_utils.data import load_apps
 
@@ -195,14 +196,14 @@ def test_contamination_from_a_training_record(tmp_path, mini_test):
     record = {"all_data": True, "train": [["test", 0], ["test", 1], ["train", 5]], "validation": [["test", 2]]}
     (model_dir / "trained_problems.json").write_text(json.dumps(record))
     frame = mini_test.head(4)
-    found = ev.detect_contamination(str(model_dir), frame)
+    found = contamination.detect_contamination(str(model_dir), frame)
     assert found.status == "record" and "CONTAMINATED" in found.statement and "2 of the 4 problems" in found.statement
     assert found.clean_keys(frame) == {("test", 2), ("test", 3)}
-    clean = ev.detect_contamination(str(model_dir), mini_test[mini_test.problem_id >= 2])
+    clean = contamination.detect_contamination(str(model_dir), mini_test[mini_test.problem_id >= 2])
     assert clean.status == "clean" and not clean.contaminated
-    assert ev.detect_contamination("tiny", frame).status == "clean"
-    assert ev.detect_contamination("x", frame, override=str(model_dir)).status == "record"
-    unknown = ev.detect_contamination("flax-community/gpt-neo-1.3B-apps-all", frame, source="mini")
+    assert contamination.detect_contamination("tiny", frame).status == "clean"
+    assert contamination.detect_contamination("x", frame, override=str(model_dir)).status == "record"
+    unknown = contamination.detect_contamination("flax-community/gpt-neo-1.3B-apps-all", frame, source="mini")
     assert unknown.status == "unknown" and unknown.clean_keys(frame) is None  # mini cannot rebuild the cut
 
 
@@ -212,7 +213,7 @@ def test_the_apps_all_cut_is_rebuilt_from_the_training_script():
                              "solutions_list": [["s"] * k for k in sizes]})
 
     # 10 train examples + test problems with 3, 0, 4, 3 solutions: 20 examples, the first 18 trained on
-    seen, info = ev.apps_all_seen(frame("train", [5, 5]), frame("test", [3, 0, 4, 3]))
+    seen, info = contamination.apps_all_seen(frame("train", [5, 5]), frame("test", [3, 0, 4, 3]))
     assert info["cut"] == 18 and info["examples"] == 20
     assert seen == {("test", 0), ("test", 2), ("test", 3)}  # test 3 starts at 17 < 18: partly seen
     assert info["test_solutions_seen"] == 8  # 3 + 4 + 1
