@@ -3,7 +3,8 @@
 The training format comes from the "formatted" config of the original `apps.py`:
     "\\nQUESTION:\\n" + question + "\\n" + starter_code + "\\n" + answer_type + "\\nANSWER:\\n"
 with answer_type "\\nUse Call-Based format\\n" when starter code exists, else
-"\\nUse Standard Input format\\n". Each human solution is its own example, re-indented with tabs.
+"\\nUse Standard Input format\\n". Each human solution is its own example, re-indented by `reindent`,
+the APPS rule that apps.py applied to every answer.
 """
 
 from __future__ import annotations
@@ -144,8 +145,37 @@ def format_prompt(question: str, starter_code: str = "", fn_name: str | None = N
 # --- training examples ------------------------------------------------------------------------
 
 
+def reindent(code: str) -> str:
+    """The answer text the original model trained on: APPS's `reindent` rule as gpt-code-clippy's apps.py ran it.
+
+    apps.py (`reindent_code`, from hendrycks/apps train/dataset_lm/reindent.py) runs it with tabs on and
+    the unit auto-detected: the leading whitespace of the FIRST indented, non-blank line is one unit
+    (made of tabs when that line starts with a tab, else of spaces, whatever it really holds); every
+    whole unit at the start of a later line becomes a tab and any remainder stays. Lines break at
+    "\\n" only, lose trailing "\\r"/"\\n", and are written back each with one "\\n".
+    """
+    lines = code.split("\n")
+    if lines[-1] == "":  # text ending in "\n" (or empty) has no line after its last break
+        lines.pop()
+    unit, out = None, []
+    for line in (raw.rstrip("\r\n") for raw in lines):
+        if unit is None:
+            if line[:1] not in (" ", "\t") or line.isspace():
+                out.append(line)  # before the first indented line, lines pass through untouched
+                continue
+            width = len(line) - len(line.lstrip(" \t"))
+            unit = line[0] * width  # tabs or spaces after the first character, as the original counts
+        level = 0
+        while line.startswith(unit * (level + 1)):
+            level += 1
+        out.append("\t" * level + line[len(unit) * level:])
+    return "".join(line + "\n" for line in out)
+
+
 def reindent_tabs(code: str) -> str:
-    """Indent each logical line with one tab per block level, as the original data pipeline did.
+    """Indent each logical line with one tab per block level (NOT the original rule: see `reindent`).
+
+    Kept only until probes.py moves to `reindent`.
 
     Lines inside brackets and multi-line strings keep their text; code that does not tokenize
     (Python 2, syntax errors) is returned unchanged.
@@ -191,14 +221,14 @@ class Example:
     split: str
     problem_id: int
     prompt: str
-    answer: str  # the re-indented solution; EOS is appended at tokenisation
+    answer: str  # the solution as `reindent` writes it; EOS is appended at tokenisation
 
 
 def training_examples(row) -> list[Example]:
     """One example per human solution of an APPS row (a dict or DataFrame row)."""
     prompt = format_prompt(row["question"], row["starter_code"], row.get("fn_name"), "train")
     return [
-        Example(row.get("split", "train"), int(row["problem_id"]), prompt, reindent_tabs(solution))
+        Example(row.get("split", "train"), int(row["problem_id"]), prompt, reindent(solution))
         for solution in row["solutions_list"]
     ]
 

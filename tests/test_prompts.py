@@ -1,10 +1,14 @@
-"""Prompt formats: golden strings for the training and APPS formats, tabs, masking, EOS."""
+"""Prompt formats: golden strings for the training and APPS formats, re-indentation, masking, EOS."""
+
+import json
 
 import pytest
 
 from appsneo_utils.data import load_apps
+from conftest import SHARED
 from appsneo_utils.prompts import (
-    FORMATS, Example, cut_at_stop, encode_example, format_prompt, get_format, reindent_tabs, training_examples,
+    FORMATS, Example, cut_at_stop, encode_example, format_prompt, get_format, reindent, reindent_tabs,
+    training_examples,
 )
 
 QUESTION = "Given n, print n squared."
@@ -76,6 +80,37 @@ def test_docstring_format_program_is_prompt_plus_completion():
     compile(fmt.program(prompt, "return n * n\n"), "<probe>", "exec")
 
 
+def test_reindent_turns_units_of_the_first_indented_line_into_tabs():
+    code = "def f(x):\n    if x:\n        return [1,\n                2]\n    # note\n      odd = 1\nprint(f(1))"
+    assert reindent(code) == (
+        "def f(x):\n\tif x:\n\t\treturn [1,\n\t\t\t\t2]\n\t# note\n\t  odd = 1\nprint(f(1))\n"
+    )
+
+
+def test_reindent_unit_is_whatever_the_first_indented_line_holds():
+    # LeetCode-style 5 spaces: one unit is 5, so 9 spaces are a tab and 4 spaces (a TabError in Python 3)
+    assert reindent("class S:\n     def f(self):\n         x = 1\n") == "class S:\n\tdef f(self):\n\t    x = 1\n"
+    # a first indented line starting with a tab makes a unit of as many TABS as it has leading whitespace
+    # characters: "\t  " is 3, so only three tabs count as a level and "\t  b" itself stays as it was
+    assert reindent("if a:\n\t  b\n\t\t\tc\n\td\n") == "if a:\n\t  b\n\tc\n\td\n"
+
+
+def test_reindent_line_ends_and_blank_lines():
+    assert reindent("") == ""
+    assert reindent("a\r\n  \nif b:\r\n  c\r\n\r\n    \n") == "a\n  \nif b:\n\tc\n\n\t\t\n"
+    assert reindent("x = '\\r'\ry\n") == "x = '\\r'\ry\n"  # a lone "\r" is no line break
+
+
+def test_reindent_reproduces_every_golden_pair():
+    """../shared/data/reindent_golden: the text the original routine produced for 1,525 real solutions."""
+    path = SHARED / "reindent_golden" / "pairs.jsonl"
+    if not path.is_file():
+        pytest.skip(f"reindent golden pairs not found at {path} (they live beside the project, not in it)")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    wrong = [(r["problem_id"], r["solution_index"]) for r in rows if reindent(r["solution"]) != r["reindented"]]
+    assert len(rows) == 1525 and not wrong
+
+
 def test_reindent_tabs():
     code = "def f(x):\n    if x:\n        return [1,\n                2]\n    # note\n    return 0\nprint(f(1))\n"
     assert reindent_tabs(code) == (
@@ -92,6 +127,7 @@ def test_training_examples_one_per_solution():
     examples = training_examples(row)
     assert len(examples) == len(row["solutions_list"])
     assert all(e.prompt == format_prompt(row["question"], row["starter_code"], row["fn_name"]) for e in examples)
+    assert [e.answer for e in examples] == [reindent(s) for s in row["solutions_list"]]
     lines = [line for e in examples for line in e.answer.splitlines()]
     assert any(line.startswith("\t") for line in lines)
     assert not any(line.startswith("    ") for line in lines)
