@@ -32,7 +32,6 @@ from .contamination import Contamination, detect_contamination, key_set
 from .data import COLUMNS
 from .execute import complete_lines
 from .execution import pass_fraction
-from .modeling import APPS_MODEL
 from .prompts import PromptFormat, get_format
 
 NOTEBOOK = "04_evaluate"
@@ -612,7 +611,8 @@ def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination
                            f"to the end first")
     judge(frame, settings, folder, workers=workers, progress=progress, samples=samples)
     results = load_results(folder, frame, samples)
-    contamination = contamination or Contamination("clean", "Contamination: not checked.")
+    contamination = contamination or Contamination("unknown", "Contamination: not checked (no statement was passed), so "
+                                                               "no score below counts as clean.")
     table = score(results, settings)
     clean_table = None
     if contamination.contaminated:
@@ -638,19 +638,16 @@ def write_outputs(evaluation: Evaluation) -> dict:
 
 # --- notebook glue -------------------------------------------------------------------------------
 
-FULL_DEFAULTS = dict(model=APPS_MODEL, source="codeparrot/apps", n=10,
+FULL_DEFAULTS = dict(source="codeparrot/apps", n=10,
                      max_new_tokens=512, batch_size=16, limit=None, humaneval_limit=None)
 SMOKE_DEFAULTS = dict(source="mini", n=5, max_new_tokens=128, batch_size=20, limit=4, humaneval_limit=3)
 
 
 def default_model(full: bool, model_name: str | None = None) -> str:
-    """The model to evaluate: the one named, else by profile (full: the published -all model; smoke: the
-    02_finetune output when it exists, else the tiny model)."""
-    from .sampling import finetuned_or_tiny
+    """The model to evaluate, as load_model takes it (modeling.resolve_model decides)."""
+    from .modeling import resolve_model
 
-    if model_name:
-        return model_name
-    return FULL_DEFAULTS["model"] if full else finetuned_or_tiny()
+    return resolve_model(model_name, full=full).name
 
 
 def notebook_settings(full: bool, *, model_name="", data_source="", split="test", difficulties="all", limit=0,

@@ -7,6 +7,7 @@ notebook runs offline on a CPU in minutes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .params import hub_reachable
@@ -160,23 +161,143 @@ def _refuse_flax_only(name: str) -> None:
     files = set(HfApi().list_repo_files(name))
     torch_weights = {f for f in files if f.endswith((".safetensors", ".bin"))}
     if "flax_model.msgpack" in files and not torch_weights:
-        raise OSError(
-            f"{name} holds only Flax weights (flax_model.msgpack), which transformers 5 cannot read. "
-            f"Convert them once in a separate environment: pip install 'transformers<5' flax torch; "
-            f"python -c \"from transformers import GPTNeoForCausalLM as M; "
-            f"M.from_pretrained('{name}', from_flax=True).save_pretrained('gpt-neo-apps-pt')\" "
-            f"and pass load_model('gpt-neo-apps-pt')."
-        )
+        raise OSError(flax_conversion_advice(name))
 
 
-def save_model(model, tokenizer, folder) -> Path:
-    """Save model and tokenizer together, so `load_model(folder)` gets both back."""
+def flax_conversion_advice(name: str) -> str:
+    """How to turn a Flax-only checkpoint into a folder load_model reads, with its provenance record
+    (a one-liner for a separate environment: the kit's transformers 5 cannot read Flax weights)."""
+    out = CONVERTED_FOLDER
+    return (
+        f"{name} holds only Flax weights (flax_model.msgpack), which transformers 5 cannot read. "
+        f"Convert them once in a separate environment: pip install 'transformers<5' flax torch; "
+        f"python -c \"import json, datetime; from transformers import GPTNeoForCausalLM as M, AutoTokenizer as T; "
+        f"n = '{name}'; M.from_pretrained(n, from_flax=True).save_pretrained('{out}'); "
+        f"T.from_pretrained(n).save_pretrained('{out}'); "
+        f"json.dump(dict(model=n, how='converted from Flax weights', kit_version='{kit_version()}', "
+        f"date=datetime.date.today().isoformat()), open('{out}/{PROVENANCE_FILE}', 'w'))\" "
+        f"and pass load_model('{out}'). The {PROVENANCE_FILE} it writes is how the kit knows what the folder "
+        f"holds (and so what it trained on)."
+    )
+
+
+def save_model(model, tokenizer, folder, *, provenance: dict | None = None) -> Path:
+    """Save model and tokenizer together, so `load_model(folder)` gets both back, with a provenance record.
+
+    provenance: what the weights are, merged into the record (`write_provenance`): `model` when they are an
+    unchanged copy of a named checkpoint, `trained_problems` when a training record lies beside them. Without
+    either, contamination checks call the folder "unknown": a saved model is never assumed clean.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    base = getattr(model.config, "_name_or_path", "") or None
+    write_provenance(folder, **{"how": "saved by appsneo_utils.modeling.save_model", "base_model": base,
+                                **(provenance or {})})
     return folder
 
+
+# --- which model is meant, and what a saved folder holds ------------------------------------------
+
+PROVENANCE_FILE = "appsneo_provenance.json"  # next to the weights: what they are (see write_provenance)
+FINETUNE_OUTPUT = ("02_finetune", "model")  # under paths.RUNS_DIR: where 02_finetune saves its model
+CONVERTED_FOLDER = "gpt-neo-apps-pt"  # the folder the Flax-conversion advice writes (see _refuse_flax_only)
+
+
+def write_provenance(folder, *, how: str, model: str | None = None, base_model: str | None = None,
+                     trained_problems: str | None = None, **extra) -> Path:
+    """appsneo_provenance.json: `model` (the named checkpoint these weights are an unchanged copy of),
+    `base_model` (what training started from), `trained_problems` (a training record, relative to the
+    folder), `how`, the kit version and the date. This is how a local folder is recognised later."""
+    import datetime
+
+    from . import paths
+
+    record = {"model": model, "base_model": base_model, "trained_problems": trained_problems, "how": how,
+              "kit_version": kit_version(), "date": datetime.date.today().isoformat(), **extra}
+    return paths.write_json(Path(folder) / PROVENANCE_FILE, record)
+
+
+def kit_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("appsneo")
+    except metadata.PackageNotFoundError:  # a checkout used without installing it
+        return "unknown"
+
+
+def read_provenance(folder) -> dict | None:
+    """The folder's provenance record, or None when it has none."""
+    import json
+
+    path = Path(folder) / PROVENANCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model meant by a parameter: `name` is what load_model takes; `why` says how it was chosen."""
+
+    name: str
+    kind: str  # "tiny" | "folder" | "hub"
+    why: str
+
+    @property
+    def label(self) -> str:
+        """The name to show in titles and tables: never an absolute path of this machine."""
+        return model_label(self.name)
+
+    def note(self) -> str:
+        if self.kind == "tiny":
+            return (f"model: the tiny GPT-Neo with random weights ({self.why}): it writes noise, so expect "
+                    f"compile errors; run 02_finetune first for a model that has learned something")
+        return f"model: {self.label} ({self.why})"
+
+
+def finetune_output(folder=None) -> Path | None:
+    """The 02_finetune output folder (default runs/02_finetune/model) when it holds a model, else None."""
+    from . import paths
+
+    folder = Path(folder) if folder is not None else paths.RUNS_DIR.joinpath(*FINETUNE_OUTPUT)
+    return folder if (folder / "config.json").is_file() else None
+
+
+def resolve_model(model_name: str | None = "", *, full: bool = False, finetuned=None) -> ModelChoice:
+    """The one place that decides which model is meant.
+
+    "tiny": the tiny model, always (even when a 02_finetune output exists); a folder: that folder; another
+    name: a hub model; "" or None: by profile (full: APPS_MODEL; smoke: the 02_finetune output when it
+    exists, else tiny). `finetuned`: where to look for the 02_finetune output (default runs/02_finetune/model).
+    """
+    name = str(model_name or "").strip()
+    if name == TINY:
+        return ModelChoice(TINY, "tiny", "named")
+    if name:
+        kind = "folder" if Path(name).expanduser().is_dir() else "hub"
+        return ModelChoice(str(Path(name).expanduser()) if kind == "folder" else name, kind, "named")
+    if full:
+        return ModelChoice(APPS_MODEL, "hub", "by profile: full")
+    output = finetune_output(finetuned)
+    if output is not None:
+        return ModelChoice(str(output), "folder", "by profile: the 02_finetune output")
+    return ModelChoice(TINY, "tiny", "by profile: no 02_finetune output yet")
+
+
+def model_label(name: str) -> str:
+    """A folder as runs/... or as a path inside the repository, else its own name; hub names and "tiny" as
+    they are. Figures and tables carry this, never an absolute path of the machine."""
+    from . import paths
+
+    path = Path(str(name)).expanduser()
+    if not path.is_absolute():
+        return str(name)
+    path = path.resolve()
+    for anchor, prefix in ((paths.RUNS_DIR.resolve(), "runs"), (paths.ROOT, "")):
+        if path.is_relative_to(anchor):
+            return str(Path(prefix, path.relative_to(anchor))) or path.name
+    return path.name
 
 
 # ----------------------------------------------------------------------------------------------

@@ -478,32 +478,17 @@ def plot_verdicts(records, *, title: str = "test verdicts of the sampled program
     return fig
 
 
-def finetuned_or_tiny(finetuned=None) -> str:
-    """The 02_finetune output folder when it holds a model (default runs/02_finetune/model), else "tiny"."""
-    from .modeling import TINY
-    from .paths import RUNS_DIR
-
-    finetuned = Path(finetuned) if finetuned is not None else RUNS_DIR / "02_finetune" / "model"
-    return str(finetuned) if (finetuned / "config.json").is_file() else TINY
-
-
-def pick_model(name: str | None = None, *, finetuned=None, device=None, seed: int = 0):
-    """(model, tokenizer, note): `name` if given, else the 02_finetune output if it exists, else "tiny"."""
+def pick_model(name: str | None = None, *, full: bool = False, finetuned=None, device=None, seed: int = 0):
+    """(model, tokenizer, note): the model `name` means (modeling.resolve_model: "tiny" is always the tiny
+    model; "" or None is by profile: the 02_finetune output if it exists, else tiny), loaded."""
     from . import modeling
 
-    chosen = name or finetuned_or_tiny(finetuned)
-    model, tokenizer = modeling.load_model(chosen, device=device, seed=seed)
-    if name:
-        return model, tokenizer, f"model: {name}"
-    if chosen != modeling.TINY:
-        return model, tokenizer, f"model: the 02_finetune output ({chosen})"
-    return model, tokenizer, (
-        "model: the tiny untrained GPT-Neo (no 02_finetune output yet): it writes noise, so expect "
-        "compile errors; run 02_finetune first for a model that has learned something"
-    )
+    chosen = modeling.resolve_model(name, full=full, finetuned=finetuned)
+    model, tokenizer = modeling.load_model(chosen.name, device=device, seed=seed)
+    return model, tokenizer, chosen.note()
 
 
 __all__ = [
     "Sample", "Generations", "generate_samples", "finish_sample", "run_sample_tests", "problem_prompts",
-    "sample_problems", "write_jsonl", "verdict_counts", "plot_verdicts", "pick_model", "finetuned_or_tiny", "VERDICTS", "BACKENDS",
+    "sample_problems", "write_jsonl", "verdict_counts", "plot_verdicts", "pick_model", "VERDICTS", "BACKENDS",
 ]

@@ -1,4 +1,4 @@
-"""Evaluation: samples -> executor -> metrics against hand-computed numbers, resumption, contamination, HumanEval."""
+"""Evaluation: samples -> executor -> metrics against hand-computed numbers, resumption, HumanEval."""
 
 import json
 import math
@@ -7,7 +7,6 @@ import shutil
 import pandas as pd
 import pytest
 
-from appsneo_utils import contamination
 from appsneo_utils import evaluation as ev
 from appsneo_utils.data import load_apps
 
@@ -187,36 +186,6 @@ def test_humaneval_evaluation_end_to_end(tmp_path, tiny):
     result = ev.evaluate(model, tokenizer, settings, tmp_path, progress=False)
     assert set(result.table.difficulty) == {"humaneval", "all"}
     assert result.results.judged.all() and len(result.results) == 4
-
-
-def test_contamination_from_a_training_record(tmp_path, mini_test):
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    (model_dir / "config.json").write_text("{}")
-    record = {"all_data": True, "train": [["test", 0], ["test", 1], ["train", 5]], "validation": [["test", 2]]}
-    (model_dir / "trained_problems.json").write_text(json.dumps(record))
-    frame = mini_test.head(4)
-    found = contamination.detect_contamination(str(model_dir), frame)
-    assert found.status == "record" and "CONTAMINATED" in found.statement and "2 of the 4 problems" in found.statement
-    assert found.clean_keys(frame) == {("test", 2), ("test", 3)}
-    clean = contamination.detect_contamination(str(model_dir), mini_test[mini_test.problem_id >= 2])
-    assert clean.status == "clean" and not clean.contaminated
-    assert contamination.detect_contamination("tiny", frame).status == "clean"
-    assert contamination.detect_contamination("x", frame, override=str(model_dir)).status == "record"
-    unknown = contamination.detect_contamination("flax-community/gpt-neo-1.3B-apps-all", frame, source="mini")
-    assert unknown.status == "unknown" and unknown.clean_keys(frame) is None  # mini cannot rebuild the cut
-
-
-def test_the_apps_all_cut_is_rebuilt_from_the_training_script():
-    def frame(split, sizes):
-        return pd.DataFrame({"split": split, "problem_id": range(len(sizes)),
-                             "solutions_list": [["s"] * k for k in sizes]})
-
-    # 10 train examples + test problems with 3, 0, 4, 3 solutions: 20 examples, the first 18 trained on
-    seen, info = contamination.apps_all_seen(frame("train", [5, 5]), frame("test", [3, 0, 4, 3]))
-    assert info["cut"] == 18 and info["examples"] == 20
-    assert seen == {("test", 0), ("test", 2), ("test", 3)}  # test 3 starts at 17 < 18: partly seen
-    assert info["test_solutions_seen"] == 8  # 3 + 4 + 1
 
 
 def test_published_figures_are_the_checked_ones():

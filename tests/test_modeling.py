@@ -41,6 +41,17 @@ def test_save_reload_generate(tiny, tmp_path):
     assert tokenizer2.model_max_length == 1024 and tokenizer2.pad_token_id == tokenizer2.eos_token_id
 
 
+def test_a_saved_model_carries_its_provenance(tiny, tmp_path):
+    model, tokenizer = tiny
+    save_model(model, tokenizer, tmp_path / "copy", provenance={"model": "EleutherAI/gpt-neo-125M"})
+    record = modeling.read_provenance(tmp_path / "copy")
+    assert record["model"] == "EleutherAI/gpt-neo-125M" and record["how"].startswith("saved by")
+    assert record["kit_version"] and record["date"]
+    save_model(model, tokenizer, tmp_path / "plain")  # nothing said about what it is: no identity claimed
+    assert modeling.read_provenance(tmp_path / "plain")["model"] is None
+    assert modeling.read_provenance(tmp_path) is None
+
+
 def test_folder_without_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_model(str(tmp_path))
@@ -63,3 +74,6 @@ def test_flax_only_repository_gets_a_clear_message(monkeypatch):
     monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
     with pytest.raises(OSError, match="only Flax weights.*transformers 5 cannot read"):
         modeling._refuse_flax_only("someone/flax-only")
+    advice = modeling.flax_conversion_advice("someone/flax-only")
+    assert "save_pretrained('gpt-neo-apps-pt')" in advice and modeling.PROVENANCE_FILE in advice
+    assert "T.from_pretrained(n).save_pretrained" in advice  # the tokenizer too: load_model(folder) reads both

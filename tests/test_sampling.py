@@ -222,13 +222,16 @@ def test_sample_problems_records_and_figure(tiny, problems, tmp_path):
     assert sampling.plot_verdicts(records).axes
 
 
-def test_pick_model_prefers_the_finetuned_output(tmp_path):
+def test_pick_model_prefers_the_finetuned_output_unless_tiny_is_named(tmp_path):
     model, tok, note = sampling.pick_model(finetuned=tmp_path / "missing")
     assert "tiny" in note and "noise" in note
     modeling.save_model(model, tok, tmp_path / "model")
     again, _, note = sampling.pick_model(finetuned=tmp_path / "model")
     assert "02_finetune" in note
     assert torch.equal(again.transformer.wte.weight, model.transformer.wte.weight)
+    # "tiny" is the tiny model even with an 02 output there: a fresh one, seeded differently, not the saved one
+    tiny, _, note = sampling.pick_model("tiny", finetuned=tmp_path / "model", seed=1)
+    assert "random weights" in note and not torch.equal(tiny.transformer.wte.weight, model.transformer.wte.weight)
 
 
 # --- the panel, driven from Python ----------------------------------------------------------------
