@@ -1,21 +1,31 @@
-"""Run untrusted programs against APPS tests, isolated, and judge them exactly.
+"""Run untrusted programs against APPS tests, isolated, and judge them: strictly, or as APPS did.
 
 `run_tests(code, tests)` judges one program; `Executor.run_many(jobs)` (or the module-level
 `run_many`) judges many on a pool of warm worker processes. Each worker (`_sandbox_worker.py`, a
 fresh interpreter, never a fork of the caller) forks one locked-down child per test, so a test costs
 a fork instead of an interpreter start. The worker sends back only what the child printed or
 returned; the verdict is decided here, in the caller, on plain data: a returned object cannot take
-part in the comparison (no `__eq__` of the program's runs here) and printed text is only text.
+part in the comparison (no `__eq__` of the program's runs here) and printed text is only bytes.
+Every comparison here is total (any output or value gives a verdict, never an exception) and
+linear in the size of the output.
 
-Comparison cascade for standard-input problems (`compare_stdout`), first step that accepts wins:
+Two judges (`judge=`):
+- "strict" (the default here): the cascade below. Standard input (`compare_stdout`), on bytes,
+  whitespace being the six ASCII characters space, \\t, \\n, \\r, \\v, \\f; first step that accepts wins:
   1. "exact":   output == expected
-  2. "lines":   per line stripped of surrounding whitespace, trailing blank lines ignored
+  2. "lines":   per line (split at \\n, \\r, \\r\\n) stripped of whitespace, trailing blank lines ignored
   3. "tokens":  the whitespace-separated tokens are equal
-  4. "numbers": same number of tokens, each equal or both numbers within ABS_TOL/REL_TOL; at least
-                one of the pair must be written as a non-integer (integers are compared exactly)
-Call-based problems (`compare_return`): the returned value (tuples read as lists) equals the expected
-value, or its single element when the expected value is a one-element-or-longer list (as in the APPS
-harness); numbers compare as above, with a float on either side allowing the tolerance.
+  4. "numbers": same number of tokens; each pair equal, or both plain ASCII decimal numbers
+                ([+-], digits, one optional point, optional exponent) where: an expected integer
+                accepts only the same value (`5.0` for `5`, never a tolerance); an expected
+                non-integer accepts any number within ABS_TOL or REL_TOL of it.
+  Call-based (`compare_return`): the returned value, decoded losslessly, equals the expected JSON
+  value: tuples read as lists; bool only equals bool; an expected int accepts an int or a float of
+  exactly that value, an expected float accepts a number within the tolerance; dict keys compared as
+  JSON writes them (`1` and `"1"` are one key); a set, or any other type, is never equal. The value
+  may also equal the single element of a one-element expected list (APPS wraps outputs so).
+- "apps": the 2021 APPS harness's rules (`apps_judge`): its program wrapping, globals, stdin
+  handling, comparisons and verdict codes; `ExecResult.apps_codes` is what its `run_test` returns.
 """
 
 from __future__ import annotations
@@ -32,19 +42,26 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
+
+from . import _sandbox_protocol as P
+from ._sandbox_files import PRIVATE_DIRS, empty_dir
+from . import apps_judge
 
 PASSED, WRONG_ANSWER, RUNTIME_ERROR, TIMEOUT, COMPILE_ERROR = (
     "passed", "wrong_answer", "runtime_error", "timeout", "compile_error")
 VERDICTS = (PASSED, WRONG_ANSWER, RUNTIME_ERROR, TIMEOUT, COMPILE_ERROR)
 # The original APPS harness's per-test codes: True, False, -1 (runtime error or timeout), -2 (compile)
 APPS_CODES = {PASSED: True, WRONG_ANSWER: False, RUNTIME_ERROR: -1, TIMEOUT: -1, COMPILE_ERROR: -2}
+STRICT, APPS = P.STRICT, P.APPS
+JUDGES = P.JUDGES
 
 ABS_TOL = 1e-6
 REL_TOL = 1e-6
 DEFAULT_TIMEOUT = 4.0  # seconds per test, as in the APPS harness
-DEFAULT_MEMORY_MB = 1024  # address space the program may add on top of the warm interpreter
+DEFAULT_MEMORY_MB = 1024  # memory the program may add on top of the warm interpreter
 DEFAULT_OUTPUT_LIMIT = 32 << 20  # bytes per written file (stdout, stderr, any file it creates)
 DEFAULT_MAX_PROCESSES = 64  # processes + threads the program may have at once
 
@@ -52,22 +69,29 @@ WORKER_SCRIPT = Path(__file__).resolve().with_name("_sandbox_worker.py")
 SANDBOX_MARKER = "APPSNEO_SANDBOX"
 _WORKER_START_TIMEOUT = 60.0
 _WATCHDOG_GRACE = 15.0  # seconds beyond a test's time limit before a silent worker is replaced
+_MAX_REPLACEMENTS = 2  # fresh workers one job may get after a worker died or stalled on it
 
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
+_WHITESPACE = b" \t\n\r\x0b\x0c"
+_NUMBER = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # no nested repeats
+_INTEGER = re.compile(rb"[+-]?[0-9]+")
 
 
-# ------------------------------------------------------------------------------------ comparison
+# ------------------------------------------------------------------------------------ strict comparison
 
-def compare_stdout(output: str, expected: str | list) -> str | None:
-    """The cascade step that accepts `output` ("exact", "lines", "tokens", "numbers"), or None."""
-    if isinstance(expected, list):  # some APPS rows hold the expected lines as a list
-        expected = "\n".join(map(str, expected))
-    if output == expected:
+def _as_bytes(text: str | bytes | list) -> bytes:
+    if isinstance(text, list):  # some APPS rows hold the expected lines as a list
+        text = "\n".join(map(str, text))
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+
+
+def compare_stdout(output: str | bytes, expected: str | bytes | list) -> str | None:
+    """The strict cascade step that accepts `output` ("exact", "lines", "tokens", "numbers"), or None."""
+    got, want = _as_bytes(output), _as_bytes(expected)
+    if got == want:
         return "exact"
-    if _lines(output) == _lines(expected):
+    if _lines(got) == _lines(want):
         return "lines"
-    got, want = output.split(), expected.split()
+    got, want = got.split(), want.split()  # bytes.split(): ASCII whitespace only
     if got == want:
         return "tokens"
     if len(got) == len(want) and all(a == b or _close_tokens(a, b) for a, b in zip(got, want)):
@@ -75,19 +99,22 @@ def compare_stdout(output: str, expected: str | list) -> str | None:
     return None
 
 
-def _lines(text: str) -> list[str]:
-    lines = [line.strip() for line in text.splitlines()]
+def _lines(text: bytes) -> list[bytes]:
+    lines = [line.strip() for line in text.splitlines()]  # bytes: \n, \r, \r\n only
     while lines and not lines[-1]:
         lines.pop()
     return lines
 
 
-def _close_tokens(a: str, b: str) -> bool:
-    if not (_NUMBER.fullmatch(a) and _NUMBER.fullmatch(b)):
+def _close_tokens(got: bytes, want: bytes) -> bool:
+    if not (_NUMBER.fullmatch(got) and _NUMBER.fullmatch(want)):
         return False
-    if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(b):
-        return False  # "1000000" vs "1000001" must not pass on a relative tolerance
-    return _close(float(a), float(b))
+    if _INTEGER.fullmatch(want):  # an integer is expected: that value exactly, never a tolerance
+        return not _INTEGER.fullmatch(got) and Decimal(got.decode()) == Decimal(want.decode())
+    a, b = float(got), float(want)
+    if not (math.isfinite(a) and math.isfinite(b)):  # beyond float range: exact values only
+        return Decimal(got.decode()) == Decimal(want.decode())
+    return _close(a, b)
 
 
 def _close(a: float, b: float) -> bool:
@@ -95,28 +122,108 @@ def _close(a: float, b: float) -> bool:
 
 
 def compare_return(value: Any, expected: Any) -> bool:
-    """Whether a returned value (plain JSON data) matches the expected one, APPS-style."""
-    if _same(value, expected):
+    """Whether a returned value (decoded losslessly) matches the expected JSON value, strictly."""
+    try:
+        if _same(value, expected, 0):
+            return True
+        return isinstance(expected, list) and len(expected) == 1 and _same(value, expected[0], 0)
+    except RecursionError:
+        return False
+
+
+def _same(a: Any, b: Any, depth: int) -> bool:
+    if depth > P.MAX_DEPTH + 2:
+        return False
+    ta, tb = type(a), type(b)
+    if ta is tuple:
+        a, ta = list(a), list
+    if tb is tuple:
+        b, tb = list(b), list
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if ta in (int, float) and tb in (int, float):
+        return _same_number(a, b)
+    if ta is list and tb is list:
+        return len(a) == len(b) and all(_same(x, y, depth + 1) for x, y in zip(a, b))
+    if ta is dict and tb is dict:
+        return _same_dict(a, b, depth)
+    return ta is tb and ta in (str, type(None)) and a == b
+
+
+def _same_number(value, expected) -> bool:
+    if value == expected:  # exact, for ints of any size and floats alike (no conversion)
         return True
-    return isinstance(expected, list) and len(expected) > 0 and _same(value, expected[0])
+    if type(expected) is int:  # an expected integer: that value exactly
+        return False
+    try:
+        return _close(float(value), float(expected))
+    except OverflowError:  # an int beyond float range is never close to a float
+        return False
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, tuple):
-        a = list(a)
-    if isinstance(b, tuple):
-        b = list(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        if isinstance(a, float) or isinstance(b, float):
-            return a == b or _close(float(a), float(b))
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if type(a) in (str, type(None)) and type(b) in (str, type(None)):
-        return a == b
-    return False
+def _json_key(key) -> str | None:
+    if type(key) is str:
+        return key
+    if type(key) is bool or key is None:
+        return json.dumps(key)
+    if type(key) in (int, float):
+        try:
+            return json.dumps(key)
+        except (ValueError, OverflowError):
+            return None
+    return None
+
+
+def _same_dict(a: dict, b: dict, depth: int) -> bool:
+    if len(a) != len(b):
+        return False
+    keyed = {}
+    for k, v in a.items():
+        name = _json_key(k)
+        if name is None or name in keyed:
+            return False
+        keyed[name] = v
+    return all(_json_key(k) in keyed and _same(keyed[_json_key(k)], v, depth + 1) for k, v in b.items())
+
+
+def preview(value: Any, n: int = 80) -> str:
+    """A short text of any value or output, for error messages; never raises, never walks it all."""
+    try:
+        text = _preview(value, n)
+    except Exception as exc:  # a value that cannot even be previewed still gets a message
+        text = f"<{type(value).__name__}: {type(exc).__name__}>"
+    return repr(text[:n] + ("..." if len(text) > n else ""))
+
+
+def _preview(value: Any, n: int) -> str:
+    if isinstance(value, bytes):
+        return value[:4 * n].decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value[:4 * n]
+    if type(value) is int and value.bit_length() > 4 * n:
+        return f"<int of about {int(value.bit_length() * 0.30103)} digits>"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        parts, size = [], 0
+        for item in value:
+            parts.append(_preview(item, n) if not isinstance(item, str) else repr(item[:n]))
+            size += len(parts[-1]) + 2
+            if size > n:
+                parts.append("...")
+                break
+        open_, close = {list: "[]", tuple: "()"}.get(type(value), "{}")
+        return open_ + ", ".join(parts) + close
+    if isinstance(value, dict):
+        items = [f"{_preview(k, n)}: {_preview(v, n)}" for k, v in list(value.items())[:8]]
+        return "{" + ", ".join(items) + (", ...}" if len(value) > 8 else "}")
+    return repr(value)[:4 * n]
+
+
+def _diff(output: bytes, expected: Any) -> str:
+    got, want = output.split(), _as_bytes(expected).split()
+    for i, (a, b) in enumerate(zip(got, want)):
+        if a != b:
+            return f"token {i + 1}: expected {preview(b, 40)}, got {preview(a, 40)}"
+    return f"expected {len(want)} tokens, got {len(got)}" + ("" if got else " (no output)")
 
 
 # ------------------------------------------------------------------------------------ results
@@ -128,7 +235,12 @@ def pass_fraction(verdicts, n_tests: int) -> float:
 
 @dataclass
 class ExecResult:
-    """Verdicts of one program on one problem's tests."""
+    """Verdicts of one program on one problem's tests.
+
+    verdicts: one per test (shorter only with stop_on_first_failure). apps_codes: with judge="apps",
+    exactly what the 2021 `run_test` returns (one code per test, [-2] for a program that does not
+    load, [] when the method to call is missing); with "strict", the codes of the verdicts.
+    """
 
     verdicts: list[str]
     apps_codes: list
@@ -138,6 +250,7 @@ class ExecResult:
     n_tests: int = 0
     test_seconds: list[float] = field(default_factory=list)
     matches: list[str | None] = field(default_factory=list)  # cascade step per passed test
+    judge: str = STRICT
 
     @property
     def pass_fraction(self) -> float:
@@ -155,7 +268,7 @@ class ExecResult:
 
 @dataclass
 class Job:
-    """One program to judge; `key` comes back with its result."""
+    """One program to judge; `key` comes back with its result. judge: "strict" or "apps"."""
 
     code: str
     tests: dict
@@ -164,6 +277,7 @@ class Job:
     total_timeout: float | None = None
     memory_mb: int = DEFAULT_MEMORY_MB
     stop_on_first_failure: bool = False
+    judge: str = STRICT
 
 
 def _check_tests(tests: Any) -> tuple[list, list, str | None]:
@@ -182,17 +296,23 @@ def _check_tests(tests: Any) -> tuple[list, list, str | None]:
 
 def _as_job(item: Any, defaults: dict) -> Job:
     if isinstance(item, Job):
-        return item
-    if isinstance(item, dict):
-        return Job(**{**defaults, **item})
-    if isinstance(item, tuple) and len(item) == 3:
+        job = item
+    elif isinstance(item, dict):
+        job = Job(**{**defaults, **item})
+    elif isinstance(item, tuple) and len(item) == 3:
         key, code, tests = item
-        return Job(code=code, tests=tests, key=key, **defaults)
-    raise TypeError(f"a job must be a Job, a dict or a (key, code, tests) tuple, got {type(item).__name__}")
+        job = Job(code=code, tests=tests, key=key, **defaults)
+    else:
+        raise TypeError(f"a job must be a Job, a dict or a (key, code, tests) tuple, got {type(item).__name__}")
+    if job.judge not in JUDGES:
+        raise ValueError(f"judge must be one of {JUDGES}, got {job.judge!r}")
+    if not isinstance(job.code, str):
+        raise ValueError(f"code must be a str, got {type(job.code).__name__}")
+    return job
 
 
 class _Running:
-    """Verdicts of the job a worker is running, filled test by test."""
+    """Verdicts of the job a worker is running, filled test by test (on any worker it moves to)."""
 
     def __init__(self, job: Job, jid: int):
         self.job, self.jid = job, jid
@@ -202,6 +322,9 @@ class _Running:
         self.errors: list[str | None] = []
         self.seconds: list[float] = []
         self.matches: list[str | None] = []
+        self.apps_codes: list | None = None  # set when APPS stops early ([-2] or [])
+        self.replacements = 0  # fresh workers given to this job after a death or a stall
+        self.judged_at_start = 0  # tests judged when it was last sent to a worker
         self.start = self.last = time.monotonic()
 
     def add(self, verdict: str, error: str | None, seconds: float = 0.0, match: str | None = None):
@@ -210,84 +333,105 @@ class _Running:
         self.seconds.append(round(seconds, 6))
         self.matches.append(match)
 
-    def fill(self, verdict: str, error: str) -> None:
-        while len(self.verdicts) < self.n:
+    def fill(self, verdict: str, error: str) -> int:
+        """Fills the tests left with one verdict; returns how many."""
+        n = self.n - len(self.verdicts)
+        for _ in range(n):
             self.add(verdict, error)
+        return n
 
     def judge(self, msg: dict) -> str:
-        """Verdict of one test message from the worker (decided here, on plain data)."""
+        """Verdict of one TEST message from the worker (decided here, on plain data)."""
         status, seconds = msg.get("status"), float(msg.get("seconds") or 0.0)
         error = msg.get("error") if isinstance(msg.get("error"), str) else None
-        expected = self.outputs[len(self.verdicts)]
-        if status == "timeout":
+        if status == P.TIMEOUT:
             self.add(TIMEOUT, error, seconds)
-        elif status in ("load_error", "no_function"):
+        elif status in (P.LOAD_ERROR, P.NO_FUNCTION) and (self.job.judge == STRICT or not self.verdicts):
             self.add(COMPILE_ERROR, error, seconds)
-        elif status != "ok":
+        elif status != P.OK:  # also APPS: a load that fails on a later test (the harness loaded once)
             self.add(RUNTIME_ERROR, error or "runtime error", seconds)
-        elif self.fn_name is None:
-            output = msg.get("stdout") if isinstance(msg.get("stdout"), str) else ""
-            match = compare_stdout(output, expected)
-            if match:
-                self.add(PASSED, None, seconds, match)
-            else:
-                self.add(WRONG_ANSWER, _diff(output, expected), seconds)
-        elif "unserializable" in msg:
-            self.add(WRONG_ANSWER, str(msg["unserializable"])[:300], seconds)
         else:
             try:
-                value = _loads(msg.get("result"))
-            except (TypeError, ValueError, RecursionError) as exc:
-                self.add(WRONG_ANSWER, f"unreadable return value: {exc}"[:300], seconds)
-                return self.verdicts[-1]
-            if compare_return(value, expected):
-                self.add(PASSED, None, seconds, "value")
+                ok, detail = self._compare(msg)
+            except Exception as exc:  # the judge's own bug: recorded, never fatal, never a pass
+                ok, detail = False, f"judge error: {type(exc).__name__}: {preview(str(exc), 200)}"
+            if ok:
+                self.add(PASSED, None, seconds, detail)
             else:
-                self.add(WRONG_ANSWER, f"expected {_short(expected)}, got {_short(value)}", seconds)
+                self.add(WRONG_ANSWER, detail, seconds)
         return self.verdicts[-1]
+
+    def _compare(self, msg: dict) -> tuple[bool, str | None]:
+        """(passed, cascade step or error text) of a test that ran to its end."""
+        expected = self.outputs[len(self.verdicts)]
+        data = msg.get("data") or b""
+        apps = self.job.judge == APPS
+        if self.fn_name is None:
+            if apps:
+                lines = data.decode("utf-8", "surrogatepass").splitlines()
+                ok = apps_judge.compare_stdout(lines, expected) is True
+                return ok, "apps" if ok else _diff(data, expected)
+            match = compare_stdout(data, expected)
+            return (True, match) if match else (False, _diff(data, expected))
+        if "unserializable" in msg:
+            return False, str(msg["unserializable"])[:300]
+        try:
+            value = P.decode_value(data)
+        except (ValueError, RecursionError) as exc:
+            return False, f"unreadable return value: {preview(str(exc))}"
+        if apps:
+            ok = apps_judge.compare_call(value, expected) is True
+            return ok, "apps" if ok else f"expected {preview(expected)}, got {preview(value)}"
+        if compare_return(value, expected):
+            return True, "value"
+        return False, f"expected {preview(expected)}, got {preview(value)}"
+
+    def stop(self, stopped: str | None, error: str | None) -> int:
+        """Applies a DONE message; returns how many tests it filled."""
+        if stopped == P.STOP_COMPILE or stopped == P.STOP_NO_METHOD:
+            error = error or (self.errors[-1] if self.errors else "compile error")
+            if self.job.judge == APPS:
+                self.apps_codes = [] if stopped == P.STOP_NO_METHOD else [-2]
+            if not self.job.stop_on_first_failure:
+                return self.fill(COMPILE_ERROR, error)
+            if not self.verdicts:  # else it has stopped at its first failure, as asked
+                self.add(COMPILE_ERROR, error)
+                return 1
+            return 0
+        if stopped == P.STOP_BUDGET:
+            return self.fill(TIMEOUT, f"total time limit of {self.job.total_timeout:g} s used up")
+        if stopped is None:
+            return self.fill(RUNTIME_ERROR, "no result from the sandbox worker")
+        return 0
 
     def result(self) -> ExecResult:
         verdicts = list(self.verdicts)
+        codes = self.apps_codes if self.apps_codes is not None else [APPS_CODES[v] for v in verdicts]
         return ExecResult(
             verdicts=verdicts,
-            apps_codes=[APPS_CODES[v] for v in verdicts],
+            apps_codes=list(codes),
             passed=len(verdicts) == self.n and all(v == PASSED for v in verdicts),
             errors=list(self.errors),
             seconds=round(time.monotonic() - self.start, 6),
             n_tests=self.n,
             test_seconds=list(self.seconds),
             matches=list(self.matches),
+            judge=self.job.judge,
         )
 
-
-def _loads(text: Any) -> Any:
-    if not isinstance(text, str):
-        raise TypeError("no return value")
-    try:
-        return json.loads(text)
-    except ValueError:
-        # a returned int of more than 4300 digits: lift the limit for this parse only
-        limit = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-        try:
-            return json.loads(text)
-        finally:
-            sys.set_int_max_str_digits(limit)
-
-
-def _short(value: Any, n: int = 80) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return repr(text[:n] + ("..." if len(text) > n else ""))
-
-
-def _diff(output: str, expected: Any) -> str:
-    if isinstance(expected, list):
-        expected = "\n".join(map(str, expected))
-    got, want = output.split(), expected.split()
-    for i, (a, b) in enumerate(zip(got, want)):
-        if a != b:
-            return f"token {i + 1}: expected {_short(b, 40)}, got {_short(a, 40)}"
-    return f"expected {len(want)} tokens, got {len(got)}" + ("" if got else " (no output)")
+    def message(self, executor: "Executor") -> dict:
+        """The JOB message for the tests still to run (all of them, or the rest after a replacement)."""
+        start, job = len(self.verdicts), self.job
+        apps = job.judge == APPS
+        return {
+            "op": P.JOB, "id": self.jid, "start": start, "inputs": self.inputs[start:],
+            "code": apps_judge.program_source(job.code, self.fn_name) if apps else job.code,
+            "fn_name": self.fn_name, "judge": job.judge,
+            "method": apps_judge.method_name(self.fn_name), "solution_class": apps_judge.uses_solution_class(job.code),
+            "timeout": float(job.timeout), "total_timeout": job.total_timeout, "spent": sum(self.seconds),
+            "memory_mb": int(job.memory_mb), "output_limit": executor.output_limit,
+            "max_processes": executor.max_processes, "ack": bool(job.stop_on_first_failure),
+        }
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -306,11 +450,20 @@ def _worker_env() -> dict:
     }
 
 
+def default_hidden() -> list[str]:
+    """Folders no program may read: the kit's data and run folders and the shared data beside it."""
+    from .paths import DATA_DIR, RUNS_DIR, SHARED_DATA
+
+    return [str(p) for p in (DATA_DIR, RUNS_DIR, SHARED_DATA)]
+
+
 class _Worker:
     """Caller-side handle of one `_sandbox_worker.py` process."""
 
-    def __init__(self, isolation: str):
+    def __init__(self, isolation: str, hide: list[str]):
         flags = [] if isolation == "auto" else ["--no-setuid", "--no-namespaces"]
+        for path in hide:
+            flags += ["--hide", path]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-s", "-P", str(WORKER_SCRIPT), *flags],
@@ -319,25 +472,24 @@ class _Worker:
         )
         self.fd = self.proc.stdout.fileno()
         os.set_blocking(self.fd, False)
-        self.buffer = b""
+        self.reader = P.Reader()
         self.ready: dict | None = None
         self.running: _Running | None = None
+        self.lost: str | None = None  # why it can judge no more (died, stalled, poisoned)
 
     def send(self, obj: dict) -> None:
         self.proc.stdin.write((json.dumps(obj) + "\n").encode())
         self.proc.stdin.flush()
 
     def read(self) -> list[dict] | None:
-        """Complete messages available now; None when the worker has gone."""
+        """Complete messages available now; None when the worker has gone. ValueError: broken stream."""
         try:
             chunk = os.read(self.fd, 1 << 22)
         except BlockingIOError:
             return []
         if not chunk:
             return None
-        self.buffer += chunk
-        *lines, self.buffer = self.buffer.split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
+        return self.reader.feed(chunk)
 
     def wait_ready(self, deadline: float) -> dict:
         while self.ready is None:
@@ -352,7 +504,7 @@ class _Worker:
             if messages is None:
                 raise RuntimeError(f"the sandbox worker failed to start: {self.log_tail()}")
             for msg in messages:
-                if msg.get("op") == "ready":
+                if msg.get("op") == P.READY:
                     self.ready = msg
         return self.ready
 
@@ -365,19 +517,19 @@ class _Worker:
 
     @property
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.lost is None and self.proc.poll() is None
 
     def kill(self) -> None:
         """Stops the worker now: SIGTERM (it kills its sandbox and cleans up), then SIGKILL."""
-        if self.alive:
+        if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        if self.proc.returncode != 0:  # died or killed hard: its sandbox may have survived it
-            self._kill_uid()
+        if self.proc.returncode != 0 or self.lost:  # its sandbox may have survived it
+            self._clean_uid()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()
@@ -385,23 +537,35 @@ class _Worker:
                 pass
         self.log.close()
 
-    def _kill_uid(self) -> None:
-        """After a hard kill: whatever still runs as this worker's sandbox uid (root callers only)."""
-        uid = (self.ready or {}).get("isolation", {}).get("uid")
+    def _clean_uid(self) -> None:
+        """After a hard kill (root callers only): kill what runs as its sandbox uid, clear the uid's
+        keyring, remove what the uid left in the shared temporary folders, drop its cgroup."""
+        isolation = (self.ready or {}).get("isolation", {})
+        uid = isolation.get("uid")
         if not uid or os.geteuid() != 0:
             return
-        script = (f"import os\nos.setgroups([])\nos.setgid({uid})\nos.setresuid({uid}, {uid}, {uid})\n"
-                  "os.kill(-1, 9)\n")
+        script = (f"import os, ctypes\nos.setgroups([])\nos.setgid({uid})\nos.setresuid({uid}, {uid}, {uid})\n"
+                  "os.kill(-1, 9)\nimport importlib.util as u\n"
+                  f"s = u.spec_from_file_location('c', {str(WORKER_SCRIPT.with_name('_sandbox_child.py'))!r})\n"
+                  "m = u.module_from_spec(s)\ns.loader.exec_module(m)\nm.keyctl(m.KEYCTL_CLEAR, m.KEY_SPEC_USER_KEYRING)\n")
         try:
             subprocess.run([sys.executable, "-S", "-c", script], timeout=10, env=_worker_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except (OSError, subprocess.SubprocessError):
             pass
+        for folder in PRIVATE_DIRS:  # its private mounts died with it; shared folders did not
+            if os.path.isdir(folder):
+                empty_dir(folder, uid)
+        if isolation.get("cgroup"):
+            try:
+                os.rmdir(isolation["cgroup"])
+            except OSError:
+                pass
 
     def close(self) -> None:
-        if self.alive:
+        if self.proc.poll() is None:
             try:
-                self.send({"op": "exit"})
+                self.send({"op": P.EXIT})
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired, ValueError):
                 pass
@@ -414,10 +578,13 @@ class Executor:
     workers: processes running programs in parallel (default: the number of CPUs).
     isolation: "auto" (everything the platform permits) or "basic" (no uid drop, no namespaces:
     what an unprivileged user gets; for tests of the fallbacks).
+    hide: folders and files no program may read (mounted over, where a mount namespace exists),
+    besides `default_hidden()`: e.g. the problems file and the results file of a run.
     """
 
     def __init__(self, workers: int | None = None, *, isolation: str = "auto",
-                 output_limit: int = DEFAULT_OUTPUT_LIMIT, max_processes: int = DEFAULT_MAX_PROCESSES):
+                 output_limit: int = DEFAULT_OUTPUT_LIMIT, max_processes: int = DEFAULT_MAX_PROCESSES,
+                 hide: Iterable[str | os.PathLike] = ()):
         if isolation not in ("auto", "basic"):
             raise ValueError(f"isolation must be 'auto' or 'basic', got {isolation!r}")
         if sys.platform == "win32":
@@ -425,6 +592,7 @@ class Executor:
         self.workers = max(1, int(workers or os.cpu_count() or 1))
         self.isolation_mode = isolation
         self.output_limit, self.max_processes = int(output_limit), int(max_processes)
+        self.hide = [*default_hidden(), *map(str, hide)]
         self._pool: list[_Worker] = []
         self._next_id = 0
         self._lock = threading.Lock()
@@ -464,6 +632,11 @@ class Executor:
         return [w.ready["isolation"]["uid"] for w in self._pool
                 if w.ready and w.ready["isolation"].get("uid") is not None]
 
+    def _new_worker(self) -> _Worker:
+        worker = _Worker(self.isolation_mode, self.hide)
+        worker.wait_ready(time.monotonic() + _WORKER_START_TIMEOUT)
+        return worker
+
     def _workers(self, n: int) -> list[_Worker]:
         if self._closed:
             raise RuntimeError("this Executor is closed")
@@ -472,7 +645,7 @@ class Executor:
                 worker.kill()
         self._pool = [w for w in self._pool if w.alive or w.running]
         while len(self._pool) < n:
-            self._pool.append(_Worker(self.isolation_mode))
+            self._pool.append(_Worker(self.isolation_mode, self.hide))
         deadline = time.monotonic() + _WORKER_START_TIMEOUT
         for worker in self._pool:
             worker.wait_ready(deadline)
@@ -488,7 +661,8 @@ class Executor:
         """Yields (key, ExecResult) as programs finish (not in input order).
 
         jobs: `Job`s, dicts of Job fields, or (key, code, tests) tuples; `defaults` (timeout=...,
-        memory_mb=...) apply to the tuples and dicts. progress(n) is called after every n tests.
+        memory_mb=..., judge=...) apply to the tuples and dicts. progress(n) is called whenever n
+        more tests have a verdict (judged, or filled after a failure).
         """
         if self._owner == threading.get_ident():
             raise RuntimeError("this Executor is already running a run_many loop in this thread; "
@@ -496,7 +670,7 @@ class Executor:
         with self._lock:
             self._owner = threading.get_ident()
             try:
-                yield from self._run_many(iter(jobs), progress, defaults)
+                yield from self._run_many(iter(jobs), progress or (lambda n: None), defaults)
             finally:
                 self._owner = None
 
@@ -507,33 +681,34 @@ class Executor:
         try:
             while True:
                 for i, worker in enumerate(pool):
-                    if worker.running is not None or exhausted:
+                    # running: busy until it is lost (its last messages are read before a death counts)
+                    if worker.running is not None and worker.lost is None or exhausted and worker.running is None:
                         continue
-                    if not worker.alive:
+                    if worker.lost is not None or worker.running is None and not worker.alive:
+                        run = worker.running
+                        worker.running = None
                         worker.kill()
-                        pool[i] = worker = _Worker(self.isolation_mode)
-                        worker.wait_ready(time.monotonic() + _WORKER_START_TIMEOUT)
+                        pool[i] = worker = self._new_worker()
+                        if run is not None:  # a replaced worker's job goes on here, from its next test
+                            done = self._start(worker, run, progress)
+                            if done is not None:
+                                yield done
+                            continue
                     item = next(jobs, _END)
                     if item is _END:
                         exhausted = True
                         continue
-                    self._start(worker, _as_job(item, defaults))
-                busy = [w for w in pool if w.running is not None]
-                if not busy:
-                    return
-                for w in busy:  # unregistered again after each select
-                    selector.register(w.fd, selectors.EVENT_READ, w)
-                events = selector.select(0.5)
-                for w in busy:
-                    selector.unregister(w.fd)
-                for key, _ in events:
-                    worker = key.data
-                    done = self._pump(worker, progress)
+                    job = _as_job(item, defaults)
+                    done = self._start(worker, _Running(job, self._next_id), progress)
+                    self._next_id += 1
                     if done is not None:
                         yield done
-                for worker in busy:
-                    if worker.running is not None and self._stalled(worker):
-                        yield self._abandon(worker, "the sandbox worker stopped responding and was replaced")
+                busy = [w for w in pool if w.running is not None and w.lost is None]
+                if not busy and all(w.running is None for w in pool):
+                    if exhausted:
+                        return
+                    continue
+                yield from self._poll(selector, busy, progress)
         finally:
             selector.close()
             for worker in pool:  # abandoned mid-way (the consumer stopped iterating): start afresh
@@ -541,65 +716,77 @@ class Executor:
                     worker.running = None
                     worker.kill()
 
-    def _start(self, worker: _Worker, job: Job) -> None:
-        run = _Running(job, self._next_id)
-        self._next_id += 1
-        if not isinstance(job.code, str):
-            raise ValueError(f"code must be a str, got {type(job.code).__name__}")
+    def _poll(self, selector, busy: list[_Worker], progress):
+        for w in busy:  # unregistered again after each select
+            selector.register(w.fd, selectors.EVENT_READ, w)
+        events = selector.select(0.5)
+        for w in busy:
+            selector.unregister(w.fd)
+        for key, _ in events:
+            done = self._pump(key.data, progress)
+            if done is not None:
+                yield done
+        for worker in busy:
+            if worker.running is not None and worker.lost is None and self._stalled(worker):
+                done = self._lost(worker, "the sandbox worker stopped responding", progress)
+                if done is not None:
+                    yield done
+
+    def _start(self, worker: _Worker, run: _Running, progress) -> tuple[Any, ExecResult] | None:
+        """Sends a job (or the rest of it) to a worker; a result right away when it cannot be sent."""
+        try:
+            message = run.message(self)
+        except Exception as exc:  # e.g. the APPS judge could not build the program: its bug, recorded
+            progress(run.fill(WRONG_ANSWER, f"judge error: {type(exc).__name__}: {preview(str(exc), 200)}"))
+            return run.job.key, run.result()
         worker.running = run
-        worker.send({
-            "op": "job", "id": run.jid, "code": job.code, "fn_name": run.fn_name, "inputs": run.inputs,
-            "timeout": float(job.timeout), "total_timeout": job.total_timeout,
-            "memory_mb": int(job.memory_mb), "output_limit": self.output_limit,
-            "max_processes": self.max_processes, "ack": bool(job.stop_on_first_failure),
-        })
+        run.last = time.monotonic()
+        run.judged_at_start = len(run.verdicts)
+        worker.send(message)
+        return None
 
     def _stalled(self, worker: _Worker) -> bool:
         limit = float(worker.running.job.timeout) + _WATCHDOG_GRACE
-        return time.monotonic() - worker.running.last > limit
+        return time.monotonic() - worker.running.last > limit  # `last`: the last test judged
 
-    @staticmethod
-    def _abandon(worker: _Worker, why: str) -> tuple[Any, ExecResult]:
-        """Kill a worker that died or stalled; its job's remaining tests become runtime errors."""
-        run, worker.running = worker.running, None
+    def _lost(self, worker: _Worker, why: str, progress) -> tuple[Any, ExecResult] | None:
+        """A worker died or stalled: its test is judged again on a fresh worker, up to
+        _MAX_REPLACEMENTS times per job; after that the tests left become runtime errors."""
+        run = worker.running
+        worker.lost = worker.lost or why
+        if len(run.verdicts) > run.judged_at_start:
+            return None  # it judged tests before it was lost: the program is not blocking the judge
+        if run.replacements < _MAX_REPLACEMENTS:
+            run.replacements += 1
+            return None  # the main loop replaces the worker and resumes the job there
+        worker.running = None
         worker.kill()
-        run.fill(RUNTIME_ERROR, why)
+        progress(run.fill(RUNTIME_ERROR, f"{why} ({_MAX_REPLACEMENTS + 1} times on this program)"))
         return run.job.key, run.result()
 
     def _pump(self, worker: _Worker, progress) -> tuple[Any, ExecResult] | None:
         run = worker.running
         try:
             messages = worker.read()
-        except ValueError:  # not JSON: the protocol is broken, do not trust this worker
+        except ValueError:  # not the protocol: do not trust this worker
             messages = None
         if messages is None:
-            return self._abandon(worker, f"the sandbox worker died (exit status {worker.proc.poll()}): "
-                                         f"{worker.log_tail(300)}")
-        run.last = time.monotonic()
+            return self._lost(worker, f"the sandbox worker died (exit status {worker.proc.poll()}): "
+                                      f"{worker.log_tail(300)}", progress)
         for msg in messages:
             if msg.get("id") != run.jid:
                 continue
-            if msg.get("op") == "test" and msg.get("index") == len(run.verdicts) < run.n:
+            op = msg.get("op")
+            if op == P.TEST and msg.get("index") == len(run.verdicts) < run.n:
                 verdict = run.judge(msg)
-                if progress is not None:
-                    progress(1)
+                run.last = time.monotonic()
+                progress(1)
                 if run.job.stop_on_first_failure:
-                    worker.send({"op": "next" if verdict == PASSED else "stop"})
-            elif msg.get("op") == "done":
-                before = len(run.verdicts)
-                stopped = msg.get("stopped")
-                if stopped == "compile_error":
-                    error = msg.get("error") or (run.errors[-1] if run.errors else "compile error")
-                    if not run.job.stop_on_first_failure:
-                        run.fill(COMPILE_ERROR, error)
-                    elif not run.verdicts:  # else it has stopped at its first failure, as asked
-                        run.add(COMPILE_ERROR, error)
-                elif stopped == "budget":
-                    run.fill(TIMEOUT, f"total time limit of {run.job.total_timeout:g} s used up")
-                elif stopped is None:
-                    run.fill(RUNTIME_ERROR, "no result from the sandbox worker")
-                if progress is not None and len(run.verdicts) > before:
-                    progress(len(run.verdicts) - before)
+                    worker.send({"op": P.NEXT if verdict == PASSED else P.STOP})
+            elif op == P.POISONED:  # it judged what it could; the rest goes to a fresh worker
+                return self._lost(worker, f"the sandbox worker could not clean up: {msg.get('error')}", progress)
+            elif op == P.DONE:
+                progress(run.stop(msg.get("stopped"), msg.get("error")))
                 worker.running = None
                 return run.job.key, run.result()
         return None
@@ -623,17 +810,18 @@ def default_executor() -> Executor:
 
 
 def run_tests(code: str, tests: dict, *, timeout: float = DEFAULT_TIMEOUT, total_timeout: float | None = None,
-              memory_mb: int = DEFAULT_MEMORY_MB, stop_on_first_failure: bool = False,
+              memory_mb: int = DEFAULT_MEMORY_MB, stop_on_first_failure: bool = False, judge: str = STRICT,
               executor: Executor | None = None) -> ExecResult:
     """Runs `code` on every test of `tests` (APPS input_output dict) in the sandbox.
 
     timeout: seconds per test; total_timeout: seconds for the whole program (tests left when it is
-    used up are timeouts); memory_mb: address space on top of the interpreter's;
-    stop_on_first_failure: stop after the first test that does not pass (the lists are shorter).
+    used up are timeouts); memory_mb: memory on top of the interpreter's;
+    stop_on_first_failure: stop after the first test that does not pass (the lists are shorter);
+    judge: "strict" (the kit's cascade) or "apps" (the 2021 APPS harness's rules).
     """
     executor = executor or default_executor()
     return executor.run(code, tests, timeout=timeout, total_timeout=total_timeout, memory_mb=memory_mb,
-                        stop_on_first_failure=stop_on_first_failure)
+                        stop_on_first_failure=stop_on_first_failure, judge=judge)
 
 
 def run_many(jobs: Iterable, *, workers: int | None = None, progress: Callable[[int], None] | None = None,
