@@ -422,8 +422,9 @@ def score(results: pd.DataFrame, settings: EvalSettings, *, subset=None) -> pd.D
     return metrics.summarize(records, ks=settings.usable_ks, n_boot=settings.n_boot, seed=settings.seed)
 
 
-def wide_table(long: pd.DataFrame, *, percent: bool = True, intervals: bool = True) -> pd.DataFrame:
-    """Difficulties as rows, metrics as columns, "value [low, high]" in percent (display only)."""
+def wide_table(long: pd.DataFrame, *, percent: bool = True, intervals: bool = True, by: str = "difficulty"
+               ) -> pd.DataFrame:
+    """Difficulties (or the `by` column) as rows, metrics as columns, "value [low, high]" in percent (display only)."""
     if long.empty:
         return pd.DataFrame()
     scale = 100 if percent else 1
@@ -434,15 +435,76 @@ def wide_table(long: pd.DataFrame, *, percent: bool = True, intervals: bool = Tr
         text = f"{r.value * scale:.2f}"
         return text + (f" [{r.low * scale:.2f}, {r.high * scale:.2f}]" if intervals and not pd.isna(r.low) else "")
 
-    table = long.assign(cell=[cell(r) for r in long.itertuples()]).pivot(index="difficulty", columns="metric",
-                                                                          values="cell")
-    problems = long.groupby("difficulty")["problems"].max()
-    order = [d for d in DIFFICULTY_ORDER if d in table.index] + [d for d in table.index if d not in DIFFICULTY_ORDER]
+    table = long.assign(cell=[cell(r) for r in long.itertuples()]).pivot(index=by, columns="metric", values="cell")
+    problems = long.groupby(by)["problems"].max()
+    first = DIFFICULTY_ORDER if by == "difficulty" else list(dict.fromkeys(long[by]))
+    order = [d for d in first if d in table.index] + [d for d in table.index if d not in first]
     metric_order = [m for m in long["metric"].unique() if m.startswith("pass@")] + list(METRIC_ORDER)
     table = table.loc[order, [m for m in metric_order if m in table.columns]]
     table.insert(0, "problems", problems.loc[order].astype(int))
     table.columns.name = None
     return table
+
+
+# --- the contamination gap ------------------------------------------------------------------------
+
+GAP_PARTS = ("seen", "unseen")  # problems the model trained on, and the others
+
+
+def contamination_gap(results: pd.DataFrame, problems: pd.DataFrame, contamination: Contamination,
+                      settings: EvalSettings) -> pd.DataFrame | None:
+    """pass@k over all difficulties on the problems the model trained on ("seen") and on the others
+    ("unseen"), with bootstrap intervals (long: part, metric, value, low, high, problems); None when
+    which problems it saw cannot be told."""
+    unseen = contamination.clean_keys(problems)
+    if unseen is None:
+        return None
+    keys, parts = key_set(problems), []
+    for part, subset in zip(GAP_PARTS, (keys - unseen, unseen)):
+        table = score(results, settings, subset=subset)
+        table = table[(table["difficulty"] == "all") & table["metric"].str.startswith("pass@")]
+        parts.append(table.drop(columns="difficulty").assign(part=part))
+    return pd.concat(parts, ignore_index=True)[["part", "metric", "value", "low", "high", "problems"]]
+
+
+def gap_record(gap: pd.DataFrame | None) -> dict:
+    """{"seen": {"problems", "pass@1", "low", "high"}, "unseen": {...}}: fractions with the 95% interval;
+    a part without problems has 0 problems and nulls (the whole record is nulls when seen cannot be told)."""
+    out = {}
+    for part in GAP_PARTS:
+        rows = gap[(gap["part"] == part) & (gap["metric"] == "pass@1")] if gap is not None else gap
+        if rows is None or rows.empty or not rows["problems"].iloc[0]:
+            out[part] = None if gap is None else {"problems": 0, "pass@1": None, "low": None, "high": None}
+            continue
+        row = rows.iloc[0]
+        out[part] = {"problems": int(row["problems"]), "pass@1": _number(row["value"]), "low": _number(row["low"]),
+                     "high": _number(row["high"])}
+    return out
+
+
+def _number(value) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def gap_statement(gap: pd.DataFrame | None, contamination: Contamination) -> str:
+    """The sentence above the gap's table: which problems are which, and where that comes from."""
+    if gap is None:
+        return ("No contamination gap: which of these problems the model trained on cannot be told "
+                f"({contamination.status}), so seen and unseen cannot be separated.")
+    count = {p: int(gap.loc[gap["part"] == p, "problems"].max()) if (gap["part"] == p).any() else 0
+             for p in GAP_PARTS}
+    return (f"Seen: the {count['seen']} problems the model trained on; unseen: the {count['unseen']} it did not "
+            f"(from the contamination check above: {contamination.status}). A gap between the two is recall of "
+            f"training data, not skill.")
+
+
+def write_gap(evaluation: "Evaluation", *, label: str, path: Path | None = None) -> Path:
+    """runs/04_evaluate/contamination_gap.json: gap_record plus what it was measured on (read by the pipeline)."""
+    settings = evaluation.settings
+    record = {**gap_record(evaluation.gap), "model": label, "data": settings.source, "split": settings.split,
+              "n": settings.n, "temperature": settings.temperature, "judge": evaluation.judge,
+              "statement": gap_statement(evaluation.gap, evaluation.contamination)}
+    return paths.write_json(path or paths.runs_dir(NOTEBOOK) / "contamination_gap.json", record)
 
 
 # --- published figures (never mixed with ours) -------------------------------------------------
@@ -502,6 +564,32 @@ def fig_metrics(long: pd.DataFrame, *, title: str):
     ax.set_ylabel("% (95% bootstrap CI)")
     ax.set_title(title)
     ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=9)
+    return fig
+
+
+def fig_contamination_gap(gap: pd.DataFrame, *, title: str):
+    """pass@k on seen and on unseen problems side by side, in percent, with 95% bootstrap intervals."""
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(gap["metric"]))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 * len(metrics) + 3), 3.8))
+    width = 0.38
+    for j, (part, color) in enumerate(zip(GAP_PARTS, ("#c0392b", "#2e86c1"))):
+        rows = gap[gap["part"] == part].set_index("metric").reindex(metrics)
+        values = rows["value"].to_numpy(float) * 100
+        err = np.vstack([values - rows["low"].to_numpy(float) * 100, rows["high"].to_numpy(float) * 100 - values])
+        count = int(rows["problems"].max()) if rows["problems"].notna().any() else 0
+        x = np.arange(len(metrics)) + (j - 0.5) * width
+        words = "trained on" if part == "seen" else "not trained on"
+        bars = ax.bar(x, np.nan_to_num(values), width, color=color, label=f"{part}: {words} ({count} problems)")
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+        ax.errorbar(x, np.nan_to_num(values), yerr=np.nan_to_num(err).clip(min=0), fmt="none", ecolor="black",
+                    capsize=3, lw=0.8)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("% of problems (95% bootstrap CI)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right", fontsize=9)
     return fig
 
 
@@ -570,6 +658,8 @@ class Evaluation:
     table: pd.DataFrame  # long: difficulty, metric, value, low, high, problems
     contamination: Contamination
     clean_table: pd.DataFrame | None = None  # the same on the problems the model did not train on
+    gap: pd.DataFrame | None = None  # pass@k on seen and on unseen problems (contamination_gap)
+    judge: str = "strict"  # the judge behind results and table
     written: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
@@ -581,6 +671,7 @@ class Evaluation:
             "contamination": {"status": self.contamination.status, "statement": self.contamination.statement},
             "table": self.table.to_dict("records"),
             "clean_table": None if self.clean_table is None else self.clean_table.to_dict("records"),
+            "judge": self.judge, "contamination_gap": gap_record(self.gap),
         }
 
 
@@ -619,19 +710,23 @@ def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination
         clean = contamination.clean_keys(frame)
         if clean:
             clean_table = score(results, settings, subset=clean)
-    evaluation = Evaluation(settings, folder, frame, results, table, contamination, clean_table)
+    gap = contamination_gap(results, frame, contamination, settings)
+    evaluation = Evaluation(settings, folder, frame, results, table, contamination, clean_table, gap)
     evaluation.written = write_outputs(evaluation)
     return evaluation
 
 
 def write_outputs(evaluation: Evaluation) -> dict:
-    """table.csv, table_clean.csv (when there is one), summary.json in the run folder."""
+    """table.csv, table_clean.csv and contamination_gap.csv (when there are), summary.json in the run folder."""
     folder = evaluation.folder
     written = {"table": folder / "table.csv", "summary": folder / "summary.json"}
     evaluation.table.to_csv(written["table"], index=False)
     if evaluation.clean_table is not None:
         written["clean_table"] = folder / "table_clean.csv"
         evaluation.clean_table.to_csv(written["clean_table"], index=False)
+    if evaluation.gap is not None:
+        written["gap"] = folder / "contamination_gap.csv"
+        evaluation.gap.to_csv(written["gap"], index=False)
     paths.write_json(written["summary"], evaluation.summary())
     return written
 

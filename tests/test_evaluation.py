@@ -232,3 +232,37 @@ def test_launch_command_carries_every_setting():
     words = shlex.split(ev.launch_command(settings, contamination="none").replace("\\\n", " "))  # as a shell joins it
     back = ev.settings_from_args(ev.parse_args(words[words.index("appsneo_utils.evaluation") + 1:]))
     assert back == dataclasses.replace(settings, model_fingerprint=back.model_fingerprint)
+
+
+def test_the_contamination_gap_splits_pass_at_k_into_seen_and_unseen(tmp_path, monkeypatch):
+    from appsneo_utils import paths
+    from appsneo_utils.contamination import Contamination
+
+    # problems 0 and 1 were trained on and always pass; 2 and 3 were not and pass 1 sample of 2 and none
+    passes = {0: [True, True], 1: [True, True], 2: [True, False], 3: [False, False]}
+    results = pd.DataFrame([{"split": "test", "problem_id": p, "sample_id": s, "difficulty": "interview",
+                             "judged": True, "verdicts": ["passed" if ok else "wrong_answer"], "n_tests": 1,
+                             "passed": ok} for p, oks in passes.items() for s, ok in enumerate(oks)])
+    problems = pd.DataFrame({"split": "test", "problem_id": list(passes)})
+    seen = Contamination("contaminated", "record", frozenset({("test", 0), ("test", 1), ("train", 9)}))
+    settings = ev.EvalSettings(n=2, ks=(1, 2), n_boot=200)
+    gap = ev.contamination_gap(results, problems, seen, settings)
+    record = ev.gap_record(gap)
+    assert record["seen"] == {"problems": 2, "pass@1": 1.0, "low": 1.0, "high": 1.0}
+    assert record["unseen"]["problems"] == 2 and record["unseen"]["pass@1"] == pytest.approx(0.25)  # (1/2 + 0) / 2
+    assert 0.0 <= record["unseen"]["low"] <= 0.25 <= record["unseen"]["high"] <= 0.5
+    assert set(gap.metric) == {"pass@1", "pass@2"}
+    assert "Seen: the 2 problems" in ev.gap_statement(gap, seen) and "unseen: the 2" in ev.gap_statement(gap, seen)
+    # a model whose seen problems cannot be told has no gap, and says why
+    unknown = Contamination("unknown", "?")
+    assert ev.contamination_gap(results, problems, unknown, settings) is None
+    assert ev.gap_record(None) == {"seen": None, "unseen": None}
+    fig = ev.fig_contamination_gap(gap, title="Contamination gap: pass@k of tiny on mini test, n=2, T=0.8")
+    heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches)
+    assert heights == [25.0, 50.0, 100.0, 100.0]  # percent on a "%" axis: unseen pass@1, pass@2; seen both
+    assert "%" in fig.axes[0].get_ylabel()
+    evaluation = ev.Evaluation(settings, tmp_path, problems, results, pd.DataFrame(), seen, gap=gap, judge="apps")
+    monkeypatch.setattr(paths, "RUNS_DIR", tmp_path / "runs")
+    written = json.loads(ev.write_gap(evaluation, label="tiny").read_text())
+    assert written["seen"] == record["seen"] and written["judge"] == "apps" and written["model"] == "tiny"
+    assert (tmp_path / "runs" / "04_evaluate" / "contamination_gap.json").is_file()

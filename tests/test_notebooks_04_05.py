@@ -26,11 +26,27 @@ def outputs_text(nb) -> str:
     return "\n".join(parts)
 
 
+def fake_finetune_output(runs):
+    """An 02_finetune output as 04 finds it by profile: a (random) tiny model with a training record that says it
+    trained on the first 2 mini test problems of each difficulty, and started from the tiny model."""
+    from appsneo_utils.data import load_apps
+    from appsneo_utils.modeling import save_model, tiny_model
+
+    folder = runs / "02_finetune" / "model"
+    save_model(*tiny_model(seed=1), folder)
+    test = load_apps("mini", split="test", verbose=False)
+    seen = [["test", int(p)] for p in test.groupby("difficulty").head(2)["problem_id"]]
+    (folder / "trained_problems.json").write_text(json.dumps({"train": seen, "validation": []}))
+    (folder / "training_settings.json").write_text(json.dumps({"model": "tiny", "all_data": True}))
+    return len(seen)
+
+
 def test_notebook_04_evaluates_offline_from_notebooks_dir(tmp_path, isolated_outputs):
     runs, figures = isolated_outputs
+    seen = fake_finetune_output(runs)
     nb = run_notebook("04_evaluate.ipynb", ROOT / "notebooks", tmp_path / "04.ipynb")
     names = sorted(p.name for p in (figures / "04_evaluate").glob("*.png"))
-    assert names == ["humaneval.png", "metrics.png", "published.png", "verdicts.png"]
+    assert names == ["contamination_gap.png", "humaneval.png", "metrics.png", "published.png", "verdicts.png"]
     summary = json.loads((runs / "04_evaluate" / "summary.json").read_text())
     apps = summary["apps"]
     assert apps["samples"] == apps["judged"] == 12 * 5  # 4 problems per difficulty of the mini test split, n=5
@@ -39,9 +55,15 @@ def test_notebook_04_evaluates_offline_from_notebooks_dir(tmp_path, isolated_out
     assert summary["humaneval"]["judged"] == 3 * 5
     assert [r["introductory"] for r in summary["published"]] == [3.90, 4.14, 9.65]
     text = outputs_text(nb)
-    assert "Contamination:" in text and "profile: smoke" in text
+    assert "CONTAMINATED: the training record of runs/02_finetune/model" in text and "profile: smoke" in text
     # the contamination statement comes before the results table
-    assert text.index("Contamination:") < text.index("test_case_average")
+    assert text.index("CONTAMINATED") < text.index("test_case_average")
+    gap = json.loads((runs / "04_evaluate" / "contamination_gap.json").read_text())
+    assert gap["seen"]["problems"] == seen and gap["unseen"]["problems"] == 12 - seen
+    for part in ("seen", "unseen"):
+        assert 0 <= gap[part]["low"] <= gap[part]["pass@1"] <= gap[part]["high"] <= 1
+    assert gap["model"] == "runs/02_finetune/model" and str(tmp_path) not in json.dumps(gap)
+    assert f"Seen: the {seen} problems" in text
 
 
 def test_notebook_05_probes_offline_from_repo_root(tmp_path, isolated_outputs):
