@@ -362,9 +362,20 @@ def _apps_call(inputs, target, out: _Exit, encode_value, numpy_types) -> None:
 def _apps_stdin(inputs, target, out: _Exit) -> None:
     if isinstance(inputs, list):
         inputs = "\n".join(inputs)
-    # APPS patched open with mock_open(read_data=inputs): whatever is opened reads the test's input
+    # APPS's patches, in the order its decorators apply them: read, readlines and readline of the
+    # real stdin (what a `from sys import stdin` at load time holds: lines come without "\n"), then
+    # sys.stdin itself (a StringIO: no .buffer, readline keeps its newline), then open, as
+    # mock_open(read_data=inputs): whatever is opened reads the test's input.
+    lines = iter(inputs.split("\n"))
+    real = sys.stdin
+    try:
+        real.read = lambda *args: inputs
+        real.readlines = lambda *args: inputs.split("\n")
+        real.readline = lambda *args: next(lines)
+    except AttributeError:  # the program replaced sys.stdin at load time by something without a dict
+        pass
+    sys.stdin = io.StringIO(inputs)
     builtins.open = lambda *args, **kwargs: io.StringIO(inputs)
-    sys.stdin = io.StringIO(inputs)  # no .buffer, readline keeps its newline: as in the harness
     captured = sys.stdout = io.StringIO()
     try:
         target()

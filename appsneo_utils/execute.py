@@ -1,14 +1,18 @@
-"""Judge many generated programs in the sandbox: a resumable batch command.
+"""Judge many generated programs in the sandbox: a resumable batch command (`judge_file` in Python).
 
-    python -m appsneo_utils.execute --problems P --samples S.jsonl --out R.jsonl [--workers N] [--timeout S]
+    python -m appsneo_utils.execute --problems P --samples S.jsonl --out R.jsonl [--judge apps|strict]
+                                    [--workers N] [--timeout S]
 
 P: any APPS source `load_apps` reads (a .jsonl/.parquet file, an original-layout folder, "mini",
 "codeparrot/apps"); --split picks the split where the source has several (APPS ids repeat across
 splits). S: one JSON object a line, {"problem_id", "code"} and optionally "sample_id" (default: the
 row's rank among the rows of the same problem, 0, 1, ...). R: one line per judged sample with the
-verdicts, APPS codes and timings. Killed at any moment and started again, it judges only what R
-lacks, so every sample ends up in R exactly once. Bad lines in S are reported (stderr and
-R.errors.jsonl) and the rest still runs; the exit status is then 1.
+verdicts, APPS codes and timings. --judge: "apps" (default: the 2021 APPS harness's rules, comparable
+with published numbers) or "strict" (the kit's exact cascade); one R holds one judge's rows. Killed
+at any moment and started again, it judges only what R lacks, so every sample ends up in R exactly
+once. Bad lines in S are reported (stderr and R.errors.jsonl) and the rest still runs; the exit
+status is then 1. R and its side file are opened without following symlinks, and the problems,
+samples and results files are hidden from the sandboxed programs.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .execution import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Executor, Job
+from .execution import APPS, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, JUDGES, STRICT, Executor, Job
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass
@@ -68,24 +75,34 @@ def complete_lines(path, *, repair: bool = False) -> list[bytes]:
     path = Path(path)
     if not path.is_file():
         return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if repair and end != len(data):
-        with open(path, "rb+") as handle:
-            handle.truncate(end)
+    fd = os.open(path, (os.O_RDWR if repair else os.O_RDONLY) | _NOFOLLOW)  # a planted symlink: refused
+    try:
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if repair and end != len(data):
+            os.ftruncate(fd, end)
+    finally:
+        os.close(fd)
     return data[:end].splitlines()
 
 
-def resume(out: Path) -> set[str]:
-    """Keys already judged in `out`; a partly written last line (a kill mid-write) is cut off."""
+def resume(out: Path, judge: str = STRICT) -> set[str]:
+    """Keys already judged in `out`; a partly written last line (a kill mid-write) is cut off.
+    ValueError when `out` holds rows of another judge (rows without one are the strict judge's)."""
     done: set[str] = set()
     for number, line in enumerate(complete_lines(out, repair=True), 1):
         try:
             row = json.loads(line)
-            done.add(_key(row["problem_id"], row["sample_id"]))
+            key = _key(row["problem_id"], row["sample_id"])
         except (ValueError, KeyError, TypeError):
             print(f"{out}:{number}: unreadable result line, ignored (that sample is judged again)",
                   file=sys.stderr)
+            continue
+        if row.get("judge", STRICT) != judge:
+            raise ValueError(f"{out} holds results of the {row.get('judge', STRICT)!r} judge (line {number}); "
+                             f"judge into another --out, or use --judge {row.get('judge', STRICT)}")
+        done.add(key)
     return done
 
 
@@ -161,6 +178,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--problems", required=True, help="APPS source: file, folder, 'mini' or 'codeparrot/apps'")
     parser.add_argument("--samples", required=True, type=Path, help="JSONL of {problem_id, code[, sample_id]}")
     parser.add_argument("--out", required=True, type=Path, help="results JSONL (appended to; resumable)")
+    parser.add_argument("--judge", default=APPS, choices=JUDGES,
+                        help="apps: the 2021 APPS harness's rules (default); strict: the kit's exact cascade")
     parser.add_argument("--split", default="test", choices=("train", "test"),
                         help="split of the problems source (default: test)")
     parser.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
@@ -178,51 +197,118 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+@dataclass
+class Summary:
+    """What one `judge_file` call did."""
+
+    judged: int = 0
+    passed: int = 0
+    skipped: int = 0  # already in `out`
+    errors: list[dict] = field(default_factory=list)  # bad input lines
+    error_path: Path | None = None
+    interrupted: bool = False
+
+
+def _write_side_file(path: Path, rows: list[dict]) -> None:
+    """Written in a private temporary file and renamed over `path`: a symlink planted there is
+    replaced, never followed (a root caller would otherwise truncate its target)."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def judge_file(problems: str | os.PathLike | dict, samples: str | os.PathLike, out: str | os.PathLike, *,
+               judge: str = APPS, split: str = "test", workers: int | None = None,
+               timeout: float = DEFAULT_TIMEOUT, total_timeout: float | None = None,
+               memory_mb: int = DEFAULT_MEMORY_MB, progress: bool | Callable[[int], None] = True,
+               hide: tuple = ()) -> Summary:
+    """Judges every sample of `samples` (JSONL) that `out` lacks, appending one row per sample.
+
+    problems: an APPS source (file, folder, "mini", "codeparrot/apps") or the dict `load_problems`
+    returns. progress: a tqdm bar in tests (True), none (False), or a callable given test counts.
+    hide: more files or folders the programs must not see (the problems, samples and out files are).
+    A KeyboardInterrupt leaves `out` resumable and is raised again after the summary is printed.
+    """
+    if judge not in JUDGES:
+        raise ValueError(f"judge must be one of {JUDGES}, got {judge!r}")
+    samples, out = Path(samples), Path(out)
+    hide = [samples, out, *hide]
+    if not isinstance(problems, dict):
+        if Path(problems).exists():
+            hide.append(Path(problems))
+        problems = load_problems(str(problems), split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = resume(out, judge)
+    pending, errors, skipped = scan_samples(samples, problems, done)
+    summary = Summary(skipped=skipped, errors=errors, error_path=out.with_name(out.name + ".errors.jsonl"))
+    for e in errors:
+        print(f"{samples}:{e['line']}: {e['error']}; skipped", file=sys.stderr)
+    _write_side_file(summary.error_path, [{"samples": str(samples), **e} for e in errors])
+    if skipped:
+        print(f"resuming: {skipped} samples already in {out}", file=sys.stderr)
     from tqdm.auto import tqdm
 
+    bar = tqdm(total=sum(p.n_tests for p in pending), unit="test", desc=f"judging ({judge})",
+               disable=progress is not True, dynamic_ncols=True)
+    update = progress if callable(progress) else bar.update
+    options = {"timeout": timeout, "total_timeout": total_timeout, "memory_mb": memory_mb, "judge": judge}
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o644)
+    try:
+        with Executor(workers, hide=hide) as executor:
+            for item, result in executor.run_many(jobs(samples, pending, problems, **options), progress=update):
+                row = {"problem_id": item.problem_id, "sample_id": item.sample_id,
+                       "difficulty": problems[item.problem_id]["difficulty"], **result.to_dict()}
+                os.write(fd, (json.dumps(row) + "\n").encode())  # one write per line: resumable
+                summary.judged += 1
+                summary.passed += result.passed
+                bar.set_postfix(passed=f"{summary.passed}/{summary.judged}", refresh=False)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        os.close(fd)
+        bar.close()
+        _print_summary(summary, out)
+    return summary
+
+
+def _print_summary(s: Summary, out: Path) -> None:
+    if s.interrupted:
+        print(f"\ninterrupted: {s.judged} samples judged and saved; run the same command again to go on",
+              file=sys.stderr)
+        return
+    print(f"judged {s.judged} samples ({s.passed} passed every test) into {out}"
+          + (f"; {s.skipped} were already there" if s.skipped else "")
+          + (f"; {len(s.errors)} bad input lines (see {s.error_path})" if s.errors else ""), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line around `judge_file`: exit status 0, 1 (bad input lines), 2 (unusable
+    problems or results file), 130 (interrupted; the same command goes on)."""
+    args = parse_args(argv)
     try:
         problems = load_problems(args.problems, args.split)
     except (OSError, ValueError, ConnectionError) as exc:
         print(f"cannot load problems from {args.problems!r}: {exc}", file=sys.stderr)
         return 2
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = resume(args.out)
-    pending, errors, skipped = scan_samples(args.samples, problems, done)
-    error_path = args.out.with_name(args.out.name + ".errors.jsonl")
-    with open(error_path, "w", encoding="utf-8") as handle:
-        for e in errors:
-            print(f"{args.samples}:{e['line']}: {e['error']}; skipped", file=sys.stderr)
-            handle.write(json.dumps({"samples": str(args.samples), **e}) + "\n")
-    if skipped:
-        print(f"resuming: {skipped} samples already in {args.out}", file=sys.stderr)
-    total = sum(p.n_tests for p in pending)
-    options = {"timeout": args.timeout, "total_timeout": args.total_timeout, "memory_mb": args.memory_mb}
-    judged = passed = 0
-    bar = tqdm(total=total, unit="test", desc="judging", disable=args.no_progress, dynamic_ncols=True)
-    fd = os.open(args.out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        with Executor(args.workers) as executor:
-            for item, result in executor.run_many(jobs(args.samples, pending, problems, **options),
-                                                  progress=bar.update):
-                row = {"problem_id": item.problem_id, "sample_id": item.sample_id,
-                       "difficulty": problems[item.problem_id]["difficulty"], **result.to_dict()}
-                os.write(fd, (json.dumps(row) + "\n").encode())  # one write per line: resumable
-                judged += 1
-                passed += result.passed
-                bar.set_postfix(passed=f"{passed}/{judged}", refresh=False)
+        summary = judge_file(problems, args.samples, args.out, judge=args.judge, split=args.split,
+                             workers=args.workers, timeout=args.timeout, total_timeout=args.total_timeout,
+                             memory_mb=args.memory_mb, progress=not args.no_progress,
+                             hide=(args.problems,) if Path(args.problems).exists() else ())
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {judged} samples judged and saved; run the same command again to go on",
-              file=sys.stderr)
         return 130
-    finally:
-        os.close(fd)
-        bar.close()
-    print(f"judged {judged} samples ({passed} passed every test) into {args.out}"
-          + (f"; {skipped} were already there" if skipped else "")
-          + (f"; {len(errors)} bad input lines (see {error_path})" if errors else ""), file=sys.stderr)
-    return 1 if errors else 0
+    except (OSError, ValueError) as exc:
+        print(f"cannot judge into {args.out}: {exc}", file=sys.stderr)
+        return 2
+    return 1 if summary.errors else 0
 
 
 if __name__ == "__main__":
