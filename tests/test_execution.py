@@ -71,6 +71,77 @@ def test_compare_return(value, expected, ok):
     assert compare_return(value, expected) is ok
 
 
+# ------------------------------------------------------------------ the strict judge rejects what it must (issue 11, item 8)
+
+@pytest.mark.parametrize("output, expected", [
+    ("1414213562.0\n", "1414213561\n"),  # an expected integer gets no tolerance, however it is written
+    ("5.0000001\n", "5\n"),
+    ("\u0668 \u0665\n", "8 5\n"),  # Arabic-Indic digits are not ASCII digits
+    ("\uff18 \uff15\n", "8 5\n"),  # nor are fullwidth ones
+    ("8\x1c5\n", "8 5\n"),  # ASCII separator controls are not whitespace
+    ("8\x855\n", "8 5\n"),  # nor is NEL
+    ("8\u20285\n", "8\n5\n"),  # nor is a Unicode line separator a line end
+    ("1e400\n", "2e400\n"),  # beyond float range: exact values only (both would be inf)
+])
+def test_strict_cascade_rejects_lookalikes(output, expected):
+    assert compare_stdout(output, expected) is None
+
+
+@pytest.mark.parametrize("output, expected, step", [
+    ("5.0\n", "5\n", "numbers"),  # the same integer value, written as a float
+    ("1e400\n", "1.0e400\n", "numbers"),
+    ("8\x0b5\x0c\n", "8 5\n", "tokens"),  # \v and \f are ASCII whitespace
+    (b"\xff\n", "\udcff\n", "exact"),  # bytes that are not UTF-8 compare as bytes
+])
+def test_strict_cascade_accepts_only_the_documented_cases(output, expected, step):
+    assert compare_stdout(output, expected) == step
+
+
+@pytest.mark.parametrize("value, expected, ok", [
+    (True, [1], False),  # bool is not a number
+    (1, [True], False),
+    (5, [5, 6], False),  # only a one-element expected list is unwrapped
+    (5.0, 5, True),
+    (5.0000001, 5, False),  # an expected integer: that value exactly
+    (5, 5.0000001, True),  # an expected float: the tolerance
+    ({1: "a"}, {"1": "a"}, True),  # keys as JSON writes them
+    ({1: "a", "1": "b"}, {"1": "a"}, False),
+    ({1, 2}, [1, 2], False),  # a set is not JSON data
+    ((1, 2), [1, 2], True),
+    (10 ** 400, 1.5, False),  # beyond float range
+    (10 ** 5000, 10 ** 5000 + 1, False),  # more than 4,300 digits
+    (10 ** 5000, 10 ** 5000, True),
+    (float("inf"), [float("inf")], True),
+    (float("nan"), [float("nan")], False),
+], ids=lambda v: type(v).__name__)
+def test_compare_return_strict_rules(value, expected, ok):
+    assert compare_return(value, expected) is ok
+
+
+def test_judge_is_total_on_hostile_values(ex):
+    """Values that once crashed the caller (int->str limit, float overflow) give verdicts."""
+    tests = {"fn_name": "f", "inputs": [[1], [2], [3], [4]], "outputs": [[5], [1.5], [[1, 2]], [{"1": 2}]]}
+    code = ("def f(x):\n\treturn [None, 10 ** 5000 + 7, 10 ** 400, [10 ** 4400, 2], {10 ** 4500: 2}][x]\n")
+    r = ex.run(code, tests)
+    assert r.verdicts == [WRONG_ANSWER] * 4, r.errors
+    assert "digits" in r.errors[0] and "digits" in r.errors[3]
+
+
+def test_judge_time_is_linear_in_the_output(ex):
+    """A long digit token ending in a letter (regex backtracking) and megabytes of control bytes
+    (escaping, re-copied buffers) once cost minutes; now the judge adds little to the run."""
+    start = time.monotonic()
+    assert compare_stdout("1" * 200_000 + "a\n", "1" * 200_000 + "b\n") is None
+    assert time.monotonic() - start < 1
+    tests = {"inputs": ["", ""], "outputs": ["1" * 100_000 + "b\n", "0\n"]}
+    token = "print('1' * 100000 + 'a')\n"
+    control = "import sys\nsys.stdout.write('\\x00\\x01\\x1c' * (3 << 20))\n"
+    for code in (token, control):
+        start = time.monotonic()
+        r = ex.run(code, tests, timeout=4)
+        assert r.verdicts == [WRONG_ANSWER] * 2 and time.monotonic() - start < 8, r.errors
+
+
 # ------------------------------------------------------------------ standard input
 
 def test_stdin_program_passes_and_wrong_answer_is_reported(ex):
