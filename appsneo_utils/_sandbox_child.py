@@ -33,7 +33,8 @@ EXIT_OK, EXIT_ERROR, EXIT_LOAD_ERROR, EXIT_NO_FUNCTION, EXIT_SETUP = 0, 101, 102
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x40000000
 PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 22, 36, 38
-KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING = 1, 7, -4
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
 # syscall numbers (keyctl, socket, io_uring_setup) and the seccomp audit arch, per machine
 _ARCH = {"x86_64": (250, 41, 425, 0xC000003E), "aarch64": (219, 198, 425, 0xC00000B7)}.get(platform.machine())
 SYS_KEYCTL = _ARCH[0] if _ARCH else None
@@ -134,6 +135,8 @@ def _confine(job: dict, files: dict, workdir: str, iso, timeout: float) -> None:
         os.setgid(iso.gid)
         os.setuid(iso.uid)
         keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)  # a fresh anonymous session keyring
+        keyctl(KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING)  # the uid's own keyring: what a test before left
+        keyctl(KEYCTL_CLEAR, KEY_SPEC_USER_SESSION_KEYRING)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
     _limits(job, iso, timeout)

@@ -8,6 +8,8 @@ is followed by exactly that many raw bytes: a program's stdout, or its encoded r
 unescaped and uncopied (JSON-escaping megabytes of control bytes cost quadratic time).
 
 Sequence:
+  caller -> worker  CONFIG {setuid, namespaces, hide}          once, first (not on the command line,
+                                                               which a forked child can read back)
   worker -> caller  READY {pid, isolation}                     once, at start-up
   caller -> worker  JOB {id, code, fn_name, inputs, start, judge, method, solution_class, limits...}
   worker -> caller  TEST {id, index, status, seconds, cpu[, error][, unserializable][, blob]}  per test
@@ -25,8 +27,8 @@ import json
 import math
 
 # message kinds (the "op" field)
-READY, JOB, TEST, NEXT, STOP, DONE, POISONED, EXIT = (
-    "ready", "job", "test", "next", "stop", "done", "poisoned", "exit")
+CONFIG, READY, JOB, TEST, NEXT, STOP, DONE, POISONED, EXIT = (
+    "config", "ready", "job", "test", "next", "stop", "done", "poisoned", "exit")
 
 # status of one test (TEST messages)
 OK, ERROR, TIMEOUT, LOAD_ERROR, NO_FUNCTION = "ok", "error", "timeout", "load_error", "no_function"

@@ -1,7 +1,7 @@
 """Warm sandbox worker: forks one isolated child per test of an untrusted program.
 
-Started by `appsneo_utils.execution.Executor` as `python -s -P _sandbox_worker.py [--hide PATH]...`,
-never imported by the caller. Standard library only (plus numpy, preloaded when installed), so
+Started by `appsneo_utils.execution.Executor` as `python -s -P _sandbox_worker.py` (its options
+come in the protocol's CONFIG message), never imported by the caller. Standard library only (plus numpy, preloaded when installed), so
 that it starts fast and its address space stays small. It speaks the protocol of
 `_sandbox_protocol.py` on private descriptors (moved off stdin/stdout at start-up) and never sees
 expected outputs: it sends back what each child printed or returned, and the caller compares. A
@@ -10,7 +10,7 @@ child inherits this process's memory, so anything held here is readable by the p
 Isolation (Linux as root, the full set): the worker unshares a network namespace (no network), an
 IPC and a mount namespace with private tmpfs over the world-writable folders (/tmp, /var/tmp,
 /dev/shm, /run/lock), a /proc that hides other users' processes (hidepid), and empty read-only
-mounts over the folders and files named by --hide (data, run folders, the problems file); it makes
+mounts over the folders and files CONFIG names (data, run folders, the problems file); it makes
 a memory cgroup for its children. Each child (`_sandbox_child.py`) gets its own session, its own
 IPC and UTS namespaces, the cgroup, a uid/gid unique to this worker (so `kill(-1)` from that uid
 reaches every process the program left behind and nothing else), a fresh session keyring,
@@ -372,19 +372,22 @@ def _stderr_tail(files: dict, n: int) -> str:
 # ---------------------------------------------------------------- worker side (trusted)
 
 class Worker:
-    def __init__(self, iso: _Isolation, proto_in: int, proto_out: int):
-        self.iso, self.proto_in, self.proto_out = iso, proto_in, proto_out
+    def __init__(self, proto_in: int, proto_out: int):
+        self.proto_in, self.proto_out = proto_in, proto_out
         self.reader = bytearray()
         self.scan = 0
         self.ppid = os.getppid()
         self.prelude: dict = {}
         exec(compile(PRELUDE, "<prelude>", "exec"), self.prelude)
         self.prelude.pop("__builtins__", None)
-        self.scratch = self.iso.private_dirs[0] if self.iso.private_dirs else tempfile.gettempdir()
         self.current: int | None = None  # the child running a test
         self.workdir: str | None = None
         self.poisoned: str | None = None  # why this worker cannot judge another test
         self.memory_mb: int | None = None
+
+    def setup(self, iso: _Isolation) -> None:
+        self.iso = iso
+        self.scratch = iso.private_dirs[0] if iso.private_dirs else tempfile.gettempdir()
 
     def terminate(self, *_):
         """SIGTERM from the caller (it gave up on a job): kill the sandbox, clean up, leave."""
@@ -708,10 +711,12 @@ def main(argv: list[str]) -> int:
     os.environ.update(_sandbox_environment())
     sys.set_int_max_str_digits(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a notebook belongs to the caller
-    hide = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--hide"]
-    iso = _Isolation(allow_setuid="--no-setuid" not in argv, allow_namespaces="--no-namespaces" not in argv,
-                     hide=hide)
-    worker = Worker(iso, proto_in, proto_out)
+    worker = Worker(proto_in, proto_out)
+    config = worker.receive() or {}
+    if config.get("op") != P.CONFIG:
+        return 2
+    worker.setup(_Isolation(allow_setuid=bool(config.get("setuid")), allow_namespaces=bool(config.get("namespaces")),
+                            hide=[str(p) for p in config.get("hide") or []]))
     signal.signal(signal.SIGTERM, worker.terminate)
     import gc
 

@@ -461,12 +461,9 @@ class _Worker:
     """Caller-side handle of one `_sandbox_worker.py` process."""
 
     def __init__(self, isolation: str, hide: list[str]):
-        flags = [] if isolation == "auto" else ["--no-setuid", "--no-namespaces"]
-        for path in hide:
-            flags += ["--hide", path]
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-s", "-P", str(WORKER_SCRIPT), *flags],
+            [sys.executable, "-s", "-P", str(WORKER_SCRIPT)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=_worker_env(),
             cwd="/", close_fds=True, start_new_session=True,
         )
@@ -476,6 +473,8 @@ class _Worker:
         self.ready: dict | None = None
         self.running: _Running | None = None
         self.lost: str | None = None  # why it can judge no more (died, stalled, poisoned)
+        auto = isolation == "auto"
+        self.send({"op": P.CONFIG, "setuid": auto, "namespaces": auto, "hide": list(hide)})
 
     def send(self, obj: dict) -> None:
         self.proc.stdin.write((json.dumps(obj) + "\n").encode())
