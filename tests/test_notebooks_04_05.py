@@ -64,6 +64,9 @@ def test_notebook_04_evaluates_offline_from_notebooks_dir(tmp_path, isolated_out
         assert 0 <= gap[part]["low"] <= gap[part]["pass@1"] <= gap[part]["high"] <= 1
     assert gap["model"] == "runs/02_finetune/model" and str(tmp_path) not in json.dumps(gap)
     assert f"Seen: the {seen} problems" in text
+    # APPS results with the APPS harness's rules, the strict judge's table beside them
+    assert apps["judge"] == "apps" and set(apps["other_judges"]) == {"strict"} and gap["judge"] == "apps"
+    assert "Headline judge: **apps**" in text and "the strict judge disagrees on" in text
 
 
 def test_notebook_05_probes_offline_from_repo_root(tmp_path, isolated_outputs):
