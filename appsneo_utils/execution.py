@@ -35,6 +35,7 @@ import math
 import os
 import re
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
@@ -522,6 +523,10 @@ class _Worker:
         """Stops the worker now: SIGTERM (it kills its sandbox and cleans up), then SIGKILL."""
         if self.proc.poll() is None:
             self.proc.terminate()
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)  # a stopped worker wakes up to clean up and leave
+            except OSError:
+                pass
             try:
                 self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:

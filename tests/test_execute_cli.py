@@ -130,3 +130,71 @@ def test_bad_arguments_say_what_to_do(tmp_path):
                            "--samples", str(tmp_path / "s.jsonl"), "--out", str(tmp_path / "r.jsonl")],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "cannot load problems" in proc.stderr
+
+
+def test_judge_option_is_recorded_and_one_results_file_holds_one_judge(tmp_path, mini):
+    first = mini.iloc[0]
+    samples, out = tmp_path / "s.jsonl", tmp_path / "r.jsonl"
+    samples.write_text(json.dumps({"problem_id": int(first.problem_id), "code": first.solutions_list[0]}) + "\n")
+    proc = _cli(tmp_path, samples, out, "--no-progress")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert [r["judge"] for r in _rows(out)] == ["apps"]  # the default: comparable with published numbers
+    proc = _cli(tmp_path, samples, out, "--no-progress", "--judge", "strict")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "holds results of the 'apps' judge" in stderr
+
+
+def test_judge_files_never_follow_a_planted_symlink(tmp_path, mini):
+    """A symlink where the side file or the results file will be (planted by a program in a shared
+    /tmp, say) must not make a root caller truncate or append to its target."""
+    from appsneo_utils.execute import judge_file
+
+    first = mini.iloc[0]
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"problem_id": int(first.problem_id), "code": "print(1)"}) + "\n")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "r.jsonl"
+    (tmp_path / "r.jsonl.errors.jsonl").symlink_to(victim)
+    summary = judge_file("mini", samples, out, progress=False, workers=1)
+    assert summary.judged == 1 and victim.read_text() == "precious\n"
+    assert not (tmp_path / "r.jsonl.errors.jsonl").is_symlink()  # replaced, not followed
+    linked = tmp_path / "linked.jsonl"
+    linked.symlink_to(victim)
+    with pytest.raises(OSError):
+        judge_file("mini", samples, linked, progress=False, workers=1)
+    assert victim.read_text() == "precious\n"
+
+
+HOSTILE = [  # one of each attack class that changes the judge's life: a resumed run must still end
+    "def f(x):\n\treturn 10 ** 5000\nprint(10 ** 5000 + 1)\n",
+    "print('7' * 300000 + 'x')\n",
+    "import sys\nsys.stdout.write('\\x00\\x1c' * (2 << 20))\n",
+    "import os\nfor _ in range(1500):\n\tos.mkdir('d')\n\tos.chdir('d')\nprint(1)\n",
+    "import os, time\ntry:\n\tos.symlink('/etc/hostname', '/tmp/r.jsonl.errors.jsonl')\nexcept OSError:\n\tpass\n"
+    "time.sleep(30)\n",
+    "import os\nfds = [os.memfd_create('m') for _ in range(8)]\nfor fd in fds:\n\tos.write(fd, b'x' * (30 << 20))\n",
+]
+
+
+def test_a_resumed_run_after_hostile_programs_gives_every_sample_one_row(tmp_path, mini):
+    samples, out = tmp_path / "s.jsonl", tmp_path / "r.jsonl"
+    rows = mini.head(3)
+    expected = 0
+    with open(samples, "w") as f:
+        for row in rows.itertuples():
+            for code in HOSTILE + row.solutions_list[:1]:
+                f.write(json.dumps({"problem_id": int(row.problem_id), "code": code}) + "\n")
+                expected += 1
+    proc = _cli(tmp_path, samples, out, "--no-progress", "--timeout", "1")
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_text().splitlines()) < 4) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    proc = _cli(tmp_path, samples, out, "--no-progress", "--timeout", "1")
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    keys = Counter((r["problem_id"], r["sample_id"]) for r in _rows(out))
+    assert len(keys) == expected and set(keys.values()) == {1}, "a sample judged twice or never"

@@ -334,3 +334,47 @@ def _running_as(uids: set) -> list[str]:
         except OSError:
             pass
     return found
+
+
+def test_a_stalled_worker_is_replaced_and_its_filled_tests_count_in_progress(monkeypatch):
+    """The watchdog replaces a silent worker; with no replacement left the tests it could not judge
+    become errors, and the progress callback counts them too (the bar reaches its total)."""
+    import signal
+    import threading
+
+    from appsneo_utils import execution
+
+    monkeypatch.setattr(execution, "_WATCHDOG_GRACE", 1.0)
+    monkeypatch.setattr(execution, "_MAX_REPLACEMENTS", 0)
+    seen = []
+    tests = {"inputs": ["1\n"] * 4, "outputs": ["1\n"] * 4}
+    with Executor(workers=1) as executor:
+        executor.run("print(1)", tests)
+        stopper = threading.Timer(0.05, os.kill, (executor.worker_pids()[0], signal.SIGSTOP))
+        stopper.start()  # before its first test is judged: no progress, so no replacement is due
+        ((_, r),) = list(executor.run_many([Job("import time\ntime.sleep(0.2)\nprint(input())\n", tests)],
+                                           progress=seen.append, timeout=0.5))
+        stopper.join()
+        assert r.verdicts == [RUNTIME_ERROR] * 4 and sum(seen) == 4
+        assert "stopped responding" in r.errors[-1]
+        assert executor.run("print(1)", tests).passed  # on a fresh worker
+
+
+def test_a_stalled_worker_is_replaced_and_the_test_judged_again():
+    import signal
+    import threading
+
+    tests = {"inputs": ["1\n"] * 2, "outputs": ["1\n"] * 2}
+    with Executor(workers=1) as executor:
+        executor.run("print(1)", tests)
+        from appsneo_utils import execution
+
+        grace, execution._WATCHDOG_GRACE = execution._WATCHDOG_GRACE, 1.0
+        try:
+            stopper = threading.Timer(0.3, os.kill, (executor.worker_pids()[0], signal.SIGSTOP))
+            stopper.start()
+            r = executor.run("import time\ntime.sleep(0.5)\nprint(input())\n", tests, timeout=1)
+            stopper.join()
+        finally:
+            execution._WATCHDOG_GRACE = grace
+        assert r.verdicts == [PASSED, PASSED], r.errors  # the worker's fault is never the program's
