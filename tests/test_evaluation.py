@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from appsneo_utils import evaluation as ev
+from appsneo_utils import evaluation_figures as figures
 from appsneo_utils.data import load_apps
 
 HARDCODE_FIRST = """\
@@ -217,7 +218,7 @@ def test_both_judges_score_the_same_samples_and_their_disagreements_are_counted(
 
 
 def test_published_figures_are_the_checked_ones():
-    table = ev.published_table().set_index(["model", "metric"])
+    table = figures.published_table().set_index(["model", "metric"])
     assert table.loc[("GPT-Neo 2.7B (APPS paper)", "strict_accuracy"), ["introductory", "interview", "competition"]
                      ].tolist() == [3.90, 0.57, 0.00]
     assert table.loc[("Codex-12B raw (Codex paper)", "pass@1"), ["introductory", "interview", "competition"]
@@ -285,7 +286,7 @@ def test_the_contamination_gap_splits_pass_at_k_into_seen_and_unseen(tmp_path, m
     unknown = Contamination("unknown", "?")
     assert ev.contamination_gap(results, problems, unknown, settings) is None
     assert ev.gap_record(None) == {"seen": None, "unseen": None}
-    fig = ev.fig_contamination_gap(gap, title="Contamination gap: pass@k of tiny on mini test, n=2, T=0.8")
+    fig = figures.fig_contamination_gap(gap, title="Contamination gap: pass@k of tiny on mini test, n=2, T=0.8")
     heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches)
     assert heights == [25.0, 50.0, 100.0, 100.0]  # percent on a "%" axis: unseen pass@1, pass@2; seen both
     assert "%" in fig.axes[0].get_ylabel()
