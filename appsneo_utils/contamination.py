@@ -75,8 +75,9 @@ KNOWN_CHECKPOINTS = (
                frozenset({"train", "test"}),
                "GPT-Neo 1.3B fine-tuned on the APPS train split and most of the test split (the first 90% of "
                "the pooled examples)",
-               "model card ('fine-tuned using most of the APPS dataset including both train and test split'; its "
-               "usage example loads the -alldata name); " + ALL_SCRIPT + "; " + GPTCC_README + " lists -alldata",
+               "model card: fine-tuned on most of APPS, train and test splits; its usage example loads the -alldata "
+               "name; hub training_state.json (commit 2a0dbfb): step 8716; " + ALL_SCRIPT + "; " + GPTCC_README
+               + " lists -alldata",
                cut=True),
     Checkpoint(("flax-community/gpt-neo-1.3B-apps-all-2",), frozenset({"train", "test"}),
                "a second GPT-Neo 1.3B run of the same -all recipe (train and most of test)",
@@ -91,8 +92,9 @@ KNOWN_CHECKPOINTS = (
                + ALL_SCRIPT + "; " + GPTCC_README + " lists -alldata", cut=True),
     Checkpoint(("flax-community/gpt-neo-1.3B-apps",), frozenset({"train"}),
                "GPT-Neo 1.3B fine-tuned on most of the APPS train split only (never the test split)",
-               "the -all model card links it as 'a model fine-tuned on train set only'; main:run_clm_apps.py "
-               "without --all_data trains on train[validation_split_percentage%:] (default 5)"),
+               "the -all cards point to it as 'a model fine-tuned on train set only'; hub training_state.json "
+               "(commit 709c738): step 13920; main:run_clm_apps.py without --all_data trains on "
+               "train[validation_split_percentage%:] (default 5)"),
     Checkpoint(("EleutherAI/gpt-neo-125M", "EleutherAI/gpt-neo-1.3B", "EleutherAI/gpt-neo-2.7B"), frozenset(),
                "GPT-Neo " + PILE, "EleutherAI model cards (training data: the Pile); APPS: Hendrycks et al. 2021"),
     Checkpoint(("gpt-neo-apps-pt",), None,
