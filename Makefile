@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (see README):
 #   make pipeline   # the main job: every notebook, in order, on the embedded default
 #   make test       # the test suite
+#   make report     # runs/report/index.html: one shareable file (make pipeline writes it too)
 # Both create or reuse .venv and install what they need. torch is installed first, alone, as
 # TORCH_SPEC (a CPU build where one is on disk or TORCH_PIP_ARGS points at the CPU index), so that
 # no other package pulls a multi-GB CUDA build; an already-installed torch is kept.
@@ -14,10 +15,13 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.appsneo-installed
 
-.PHONY: pipeline test install clean-runs
+.PHONY: pipeline test report install clean-runs
 
 pipeline: $(STAMP)
 	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m appsneo_utils.pipeline --profile $(PROFILE)
+
+report: $(STAMP)
+	$(BIN)/python -m appsneo_utils.report
 
 test: $(STAMP)
 	HF_HUB_DISABLE_TELEMETRY=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -101,46 +101,57 @@ def summary(frame: pd.DataFrame, stats: pd.DataFrame, lengths: pd.DataFrame, blo
 
 
 # --- figures (kept out of the notebook's teaching flow) ----------------------------------------
+# Each title says what is shown and on what (`data_label`), so a figure still reads when shared alone.
 
 
-def fig_counts(frame: pd.DataFrame):
+def data_label(frame: pd.DataFrame, source: str) -> str:
+    """ "mini, train+test: 36 problems": the data a figure shows, for its title (never a machine path)."""
+    from .plotting import shown_path
+
+    splits = "+".join(s for s in ("train", "test") if s in set(frame["split"])) or "no split"
+    return f"{shown_path(source)}, {splits}: {len(frame)} problems"
+
+
+def fig_counts(frame: pd.DataFrame, label: str = ""):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     sns.countplot(data=frame, x="difficulty", hue="split", order=[d for d in DIFFICULTIES], ax=ax)
-    ax.set(title="Problems per difficulty", xlabel="", ylabel="problems")
+    ax.set(title=_titled("Problems per difficulty and split", label), xlabel="", ylabel="problems")
     return fig
 
 
-def fig_problem_stats(stats: pd.DataFrame):
+def fig_problem_stats(stats: pd.DataFrame, label: str = ""):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     order = list(DIFFICULTIES)
     sns.boxplot(data=stats, x="difficulty", y="question_words", order=order, ax=axes[0])
-    axes[0].set(title="Question length", xlabel="", ylabel="words")
+    axes[0].set(title="Question length", xlabel="", ylabel="words per question")
     sns.boxplot(data=stats, x="difficulty", y="tests", order=order, ax=axes[1])
     axes[1].set(title="Tests per problem", xlabel="", ylabel="tests")
     sns.boxplot(data=stats, x="difficulty", y="solutions", order=order, ax=axes[2])
     axes[2].set(title="Human solutions per problem", xlabel="", ylabel="solutions")
+    fig.suptitle(_titled("Questions, tests and solutions per difficulty (one point per problem)", label))
     return fig
 
 
-def fig_formats(stats: pd.DataFrame):
+def fig_formats(stats: pd.DataFrame, label: str = ""):
     import matplotlib.pyplot as plt
 
-    share = stats.groupby("difficulty")[["starter_code"]].mean()
-    share["call-based"] = stats.groupby("difficulty")["call_type"].apply(lambda c: (c == "call").mean())
+    share = stats.groupby("difficulty")[["starter_code"]].mean() * 100
+    share["call-based"] = stats.groupby("difficulty")["call_type"].apply(lambda c: (c == "call").mean() * 100)
     share = share.rename(columns={"starter_code": "has starter code"}).reindex([d for d in DIFFICULTIES if d in share.index])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     share.plot.bar(ax=ax, rot=0)
-    ax.set(title="Call-based problems and starter code", xlabel="", ylabel="share of problems", ylim=(0, 1))
+    ax.set(title=_titled("Call-based problems and starter code", label), xlabel="", ylabel="% of problems",
+           ylim=(0, 100))
     return fig
 
 
-def fig_token_lengths(lengths: pd.DataFrame, block_size: int):
+def fig_token_lengths(lengths: pd.DataFrame, block_size: int, label: str = ""):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -150,6 +161,11 @@ def fig_token_lengths(lengths: pd.DataFrame, block_size: int):
             ax.hist(lengths.loc[lengths["difficulty"] == difficulty, "tokens"], bins=bins, alpha=0.6, label=difficulty)
     ax.axvline(block_size, color="black", linestyle="--", label=f"block_size {block_size}")
     over = lengths["over_block"].mean() if len(lengths) else 0.0
-    ax.set(title=f"Tokens per training example ({over:.1%} over block_size)", xlabel="tokens", ylabel="examples")
+    ax.set(title=_titled(f"Tokens per training example ({len(lengths)} examples, {over:.1%} over block_size)", label),
+           xlabel="tokens (prompt + answer + EOS)", ylabel="examples")
     ax.legend()
     return fig
+
+
+def _titled(what: str, label: str) -> str:
+    return f"{what}\n{label}" if label else what

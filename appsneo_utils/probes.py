@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import bootstrap_ci
-from .prompts import FORMATS, get_format, reindent_tabs
+from .prompts import FORMATS, get_format, reindent
 from .sampling import encode_prompt, context_size, generate_samples, problem_prompts
 
 BASELINE = "train"
@@ -117,18 +117,19 @@ def nll_pairs(model, tokenizer, pairs, *, batch_size: int = 8, max_target_tokens
 
 
 def reference_target(solution: str) -> str:
-    """The answer text the model was trained to write: the solution re-indented with tabs."""
-    return reindent_tabs(solution)
+    """The answer text the model was trained to write: the solution re-indented by APPS's rule (`prompts.reindent`)."""
+    return reindent(solution)
 
 
 def reference_nll(model, tokenizer, frame: pd.DataFrame, formats=PROBE_FORMATS, *, solutions_per_problem: int = 1,
                   max_target_tokens: int | None = 256, batch_size: int = 8) -> pd.DataFrame:
     """One row per (format, problem, solution): mean per-token NLL of the same reference solution.
 
-    The target is identical across formats (the tab-indented human solution, as in training), so a
-    difference between formats is the prompt's doing. Problems without solutions are skipped.
+    The target is identical across formats (the human solution re-indented as in training), so a
+    difference between formats is the prompt's doing. Problems without solutions are skipped. A prompt
+    that several formats render identically is scored once.
     """
-    keys, pairs = [], []
+    keys, pairs, index = [], [], {}
     for row in frame.to_dict("records"):
         prompts = render_all(row, formats)
         for s, solution in enumerate(row["solutions_list"][:solutions_per_problem]):
@@ -136,9 +137,12 @@ def reference_nll(model, tokenizer, frame: pd.DataFrame, formats=PROBE_FORMATS, 
             if not target.strip():
                 continue
             for fmt in formats:
-                keys.append((fmt, row, s))
-                pairs.append((prompts[fmt], target))
-    scores = nll_pairs(model, tokenizer, pairs, batch_size=batch_size, max_target_tokens=max_target_tokens)
+                pair = (prompts[fmt], target)
+                keys.append((fmt, row, s, index.setdefault(pair, len(index))))
+    pairs = list(index)
+    unique = nll_pairs(model, tokenizer, pairs, batch_size=batch_size, max_target_tokens=max_target_tokens)
+    scores = [unique[k[3]] for k in keys]
+    keys = [k[:3] for k in keys]
     rows = [
         {"fmt": fmt, "split": row["split"], "problem_id": int(row["problem_id"]), "difficulty": row["difficulty"],
          "call_type": row["call_type"], "solution": s, "nll": score.mean, "tokens": score.tokens,
@@ -289,40 +293,52 @@ def sample_formats(model, tokenizer, frame: pd.DataFrame, formats=PROBE_FORMATS,
                    progress: bool = False) -> pd.DataFrame:
     """One row per sample of each format: how it ended, what its syntax tree holds, its verdicts.
 
-    Every format uses the same seed and settings, so rows pair up by (problem, sample_id).
-    Problems without tests are sampled but not judged (verdicts None).
+    Every format uses the same seed and settings, so rows pair up by (problem, sample_id). Formats that
+    render the same prompts and cut completions the same way (apps_eval and bigcode, say) are sampled
+    once and get copies of those samples: same prompts, same seed, same samples. Problems without
+    tests are sampled but not judged (verdicts None).
     """
     from .execution import run_many
 
     records = frame.to_dict("records")
-    rows, jobs = [], []
+    rendered = {fmt: problem_prompts(frame, fmt) for fmt in formats}
+    twin_of = {}  # format -> the first format that yields exactly the same programs
     for fmt in formats:
-        generations = generate_samples(model, tokenizer, problem_prompts(frame, fmt), n=n, temperature=temperature,
+        spec = get_format(fmt)
+        twin_of[fmt] = twin_of.setdefault((tuple(rendered[fmt]), spec.stop, spec.completion_is_suffix), fmt)
+    rows, jobs = [], []
+    for fmt in [f for f in formats if twin_of[f] == f]:
+        generations = generate_samples(model, tokenizer, rendered[fmt], n=n, temperature=temperature,
                                        top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed,
                                        fmt=fmt, batch_size=batch_size, progress=progress)
         for row, samples in zip(records, generations):
             for sample in samples:
-                facts = analyse_code(sample.code)
-                record = {
-                    "fmt": fmt, "split": row["split"], "problem_id": int(row["problem_id"]),
-                    "difficulty": row["difficulty"], "call_type": row["call_type"], "sample_id": sample.sample_index,
-                    "n_new_tokens": sample.n_new_tokens, "stopped_by": sample.stopped_by,
-                    "stopped": sample.stopped_by != "length", "parses": facts.parses,
-                    "dangerous": bool(facts.dangerous), "dangerous_names": ",".join(facts.dangerous),
-                    **{f"danger_{c}": c in facts.categories for c in DANGER_CATEGORIES},
-                    "code": sample.code, "verdicts": None, "passed": None, "pass_fraction": None,
-                    "runs_clean": None, "plausible_wrong": None,
-                }
                 if row["tests"]:
                     jobs.append((len(rows), sample.code, row["tests"]))
-                rows.append(record)
+                rows.append(_sample_record(fmt, row, sample))
     for index, result in run_many(jobs, workers=workers, timeout=timeout):
-        record = rows[index]
-        record.update(verdicts=list(result.verdicts), passed=bool(result.passed),
-                      pass_fraction=result.pass_fraction,
-                      runs_clean=all(v in RUNS_CLEAN for v in result.verdicts),
-                      plausible_wrong=plausible_but_wrong(result.verdicts))
-    return pd.DataFrame(rows)
+        rows[index].update(verdicts=list(result.verdicts), passed=bool(result.passed),
+                           pass_fraction=result.pass_fraction,
+                           runs_clean=all(v in RUNS_CLEAN for v in result.verdicts),
+                           plausible_wrong=plausible_but_wrong(result.verdicts))
+    by_format = {}
+    for record in rows:
+        by_format.setdefault(record["fmt"], []).append(record)
+    return pd.DataFrame([{**r, "fmt": fmt} for fmt in formats for r in by_format.get(twin_of[fmt], [])])
+
+
+def _sample_record(fmt: str, row: dict, sample) -> dict:
+    facts = analyse_code(sample.code)
+    return {
+        "fmt": fmt, "split": row["split"], "problem_id": int(row["problem_id"]),
+        "difficulty": row["difficulty"], "call_type": row["call_type"], "sample_id": sample.sample_index,
+        "n_new_tokens": sample.n_new_tokens, "stopped_by": sample.stopped_by,
+        "stopped": sample.stopped_by != "length", "parses": facts.parses,
+        "dangerous": bool(facts.dangerous), "dangerous_names": ",".join(facts.dangerous),
+        **{f"danger_{c}": c in facts.categories for c in DANGER_CATEGORIES},
+        "code": sample.code, "verdicts": None, "passed": None, "pass_fraction": None,
+        "runs_clean": None, "plausible_wrong": None,
+    }
 
 
 def per_problem(samples: pd.DataFrame | None = None, nll: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -458,13 +474,15 @@ def reading(deltas: pd.DataFrame, *, n_problems: dict | None = None, n_samples: 
 
 # --- notebook glue -------------------------------------------------------------------------------
 
-FULL_DEFAULTS = dict(source="codeparrot/apps", nll_problems=200,
-                     solutions_per_problem=3, sample_problems=60, n=10, max_new_tokens=384, batch_size=16)
-SMOKE_DEFAULTS = dict(source="mini", nll_problems=6, solutions_per_problem=1, sample_problems=3, n=4,
-                      max_new_tokens=96, batch_size=24)
+FULL_DEFAULTS = dict(source="codeparrot/apps", split="test", nll_problems=200, solutions_per_problem=3,
+                     sample_problems=60, n=10, max_new_tokens=384, batch_size=16)
+# The embedded default probes every mini problem of both splits: with the -all replica most are seen, so
+# the training format's advantage is large and 36 paired problems give intervals that can exclude 0.
+SMOKE_DEFAULTS = dict(source="mini", split="all", nll_problems=100, solutions_per_problem=2, sample_problems=100, n=4,
+                      max_new_tokens=160, batch_size=48)
 
 
-def notebook_settings(full: bool, *, model_name="", data_source="", split="test", formats="all", nll_problems=0,
+def notebook_settings(full: bool, *, model_name="", data_source="", split="", formats="all", nll_problems=0,
                       solutions_per_problem=0, max_target_tokens=256, sample_problems=0, n_samples=0,
                       temperature=0.8, top_p=0.95, max_new_tokens=0, batch_size=0, timeout=4.0, n_boot=2000,
                       seed=0) -> dict:
@@ -477,10 +495,11 @@ def notebook_settings(full: bool, *, model_name="", data_source="", split="test"
     def by_profile(name, value, key):
         return params.coerce_int(name, value, minimum=0) or base[key]
 
+    split = params.coerce_optional_str("split", split)
     return dict(
         model=default_model(full, params.coerce_optional_str("model_name", model_name)),
         source=params.coerce_optional_str("data_source", data_source) or base["source"],
-        split=params.coerce_choice("split", split, ["train", "test"]),
+        split=params.coerce_choice("split", split, ["train", "test", "all"]) if split else base["split"],
         formats=probe_formats(formats),
         nll_problems=by_profile("nll_problems", nll_problems, "nll_problems"),
         solutions_per_problem=by_profile("solutions_per_problem", solutions_per_problem, "solutions_per_problem"),
@@ -495,6 +514,16 @@ def notebook_settings(full: bool, *, model_name="", data_source="", split="test"
         n_boot=params.coerce_int("n_boot", n_boot, minimum=100),
         seed=params.coerce_int("seed", seed),
     )
+
+
+def run_label(cfg: dict, n_problems: int, *, sampled: bool = True) -> str:
+    """What a figure of this notebook shows and on what: model, data, split, problems, samples, temperature."""
+    from .modeling import model_label
+    from .plotting import shown_path
+
+    split = "train+test" if cfg["split"] == "all" else cfg["split"]
+    text = f"{model_label(cfg['model'])} on {shown_path(cfg['source'])} {split}, {n_problems} problems"
+    return text + (f", n={cfg['n']} samples per format, T={cfg['temperature']:g}" if sampled else "")
 
 
 def balanced_subset(frame: pd.DataFrame, size: int, *, need_tests: bool = False,
@@ -545,7 +574,11 @@ def caveat(model: str, contamination=None) -> str | None:
 # --- figures --------------------------------------------------------------------------------------
 
 
-def fig_deltas(deltas: pd.DataFrame, *, title: str = "difference from the training format (paired, 95% CI)"):
+DELTA_UNITS = {"nll": "Δ nats/token"}  # the rates' deltas are differences of shares (fractions of samples)
+
+
+def fig_deltas(deltas: pd.DataFrame, *, context: str = "",
+               title: str = "each format minus the training format (mean over problems, paired 95% CI)"):
     """A forest plot per metric: each format's delta against the training format with its interval."""
     import matplotlib.pyplot as plt
 
@@ -566,13 +599,14 @@ def fig_deltas(deltas: pd.DataFrame, *, title: str = "difference from the traini
         ax.set_yticks(y, group["fmt"])
         ax.invert_yaxis()
         ax.set_title(METRICS.get(metric, (metric,))[0], fontsize=10)
+        ax.set_xlabel(DELTA_UNITS.get(metric, "Δ share of samples (fraction)"), fontsize=9)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle(title + " - red: the interval excludes 0")
+    fig.suptitle(title + "; red: the interval excludes 0" + (f"\n{context}" if context else ""), fontsize=11)
     return fig
 
 
-def fig_rates(summary: pd.DataFrame):
+def fig_rates(summary: pd.DataFrame, *, context: str = ""):
     """Grouped bars: the share of samples that parse, stop, pass, are plausible but wrong, or are dangerous."""
     import matplotlib.pyplot as plt
 
@@ -581,15 +615,15 @@ def fig_rates(summary: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(summary)), 3.8))
     summary[columns].rename(columns={c: METRICS[c][0] for c in columns}).plot.bar(ax=ax, width=0.8)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("share of samples (mean over problems)")
+    ax.set_ylabel("share of samples (0 to 1, mean over problems)")
     ax.set_xlabel("prompt format")
     ax.tick_params(axis="x", rotation=30)
     ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=9)
-    ax.set_title("what the samples do, per prompt format")
+    ax.set_title("what the samples do, per prompt format" + (f"\n{context}" if context else ""), fontsize=11)
     return fig
 
 
-def fig_nll(nll: pd.DataFrame):
+def fig_nll(nll: pd.DataFrame, *, context: str = ""):
     """Per format: the per-problem mean NLL of the reference solutions (one line per problem)."""
     import matplotlib.pyplot as plt
 
@@ -602,7 +636,8 @@ def fig_nll(nll: pd.DataFrame):
     ax.plot(range(len(order)), table.mean().to_numpy(), color="#d62728", marker="o", lw=2, label="mean over problems")
     ax.set_xticks(range(len(order)), order, rotation=30)
     ax.set_ylabel("NLL (nats/token)")
-    ax.set_title("NLL of the human solution under each prompt (one grey line per problem)", fontsize=11)
+    ax.set_title("NLL of the human solution under each prompt (one grey line per problem)"
+                 + (f"\n{context}" if context else ""), fontsize=11)
     ax.legend()
     return fig
 
@@ -612,5 +647,5 @@ __all__ = [
     "reference_target", "analyse_code", "plausible_but_wrong", "CodeFacts", "danger_category", "sample_formats",
     "per_problem",
     "paired_deltas", "all_deltas", "summary_by_format", "reading", "fig_deltas", "fig_rates", "fig_nll",
-    "notebook_settings", "balanced_subset", "format_examples", "deltas_wide", "identical_formats", "caveat",
+    "notebook_settings", "run_label", "balanced_subset", "format_examples", "deltas_wide", "identical_formats", "caveat",
 ]

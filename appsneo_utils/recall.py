@@ -120,6 +120,15 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("group", key=lambda g: g.map(order), kind="stable").reset_index(drop=True)
 
 
+def by_format(table: pd.DataFrame) -> pd.DataFrame:
+    """Share of near-verbatim samples per prompt format (rows) and group (columns: seen, unseen or unknown)."""
+    group = table["seen"].map({True: "seen", False: "unseen"}).fillna("unknown")
+    scored = table.assign(group=group)[table["similarity"].notna()]
+    wide = scored.pivot_table(index="fmt", columns="group", values="near_verbatim", aggfunc="mean", sort=False)
+    wide.columns.name = "near-verbatim share"
+    return wide[[g for g in (*GROUPS, "unknown") if g in wide.columns]]
+
+
 def summary_json(table: pd.DataFrame) -> dict:
     """{"seen": {samples, mean_similarity, near_verbatim}, "unseen": {...}}: all samples of each group."""
     rows = summary(table)
@@ -158,4 +167,4 @@ def fig_recall(table: pd.DataFrame, *, title: str):
 
 
 __all__ = ["NEAR_VERBATIM", "code_tokens", "similarity", "closest", "trained_solutions", "recall_table", "summary",
-           "summary_json", "fig_recall"]
+           "by_format", "summary_json", "fig_recall"]

@@ -38,6 +38,20 @@ def _labelled(cls, description: str, **kwargs):
     return cls(description=description, style=LABELS, **kwargs)
 
 
+def first_seen(problems, seen) -> str | None:
+    """ "split:id" of the first problem (with tests) that the model trained on, or None (no record, none seen).
+
+    The -all replica recalls what it saw: opening the panel there shows readable code and passing tests.
+    """
+    if problems is None or not seen:
+        return None
+    keys = {(s, int(p)) for s, p in seen}
+    for row in problems.to_dict("records"):
+        if (row["split"], int(row["problem_id"])) in keys and row["tests"]:
+            return f"{row['split']}:{row['problem_id']}"
+    return None
+
+
 def _box(content: str, *, color: str = "#444", background: str = "#fafafa") -> str:
     return (f"<div style='border-left:4px solid {color};background:{background};padding:4px 8px;"
             f"margin:2px 0;white-space:normal'>{content}</div>")
@@ -47,12 +61,13 @@ class SamplingPanel:
     """The widget panel; display it as a cell's last expression or with `display(panel.widget)`.
 
     problems: an APPS DataFrame from `data.load_apps` (or None: free prompts only).
+    problem: the problem the panel opens on, "split:id" (e.g. "test:3"; see `first_seen`), else the first one.
     Settings without a slider (top_k, backend, batch_size) are keyword arguments for `generate_samples`.
     """
 
-    def __init__(self, model, tokenizer, problems=None, *, fmt: str = "train", temperature: float = 0.8,
-                 top_p: float = 0.95, max_new_tokens: int = 128, n_samples: int = 2, seed: int = 0,
-                 timeout: float = 4.0, **sampling):
+    def __init__(self, model, tokenizer, problems=None, *, problem: str | None = None, fmt: str = "train",
+                 temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 128, n_samples: int = 2,
+                 seed: int = 0, timeout: float = 4.0, **sampling):
         self.model, self.tokenizer, self.timeout, self.sampling = model, tokenizer, timeout, sampling
         self.problems = problems.reset_index(drop=True) if problems is not None else None
         self.samples, self.prompt, self.tests, self.results = [], None, None, []
@@ -135,6 +150,8 @@ class SamplingPanel:
         self._on_source()
         self._refilter()
         self._show_fmt()
+        if problem:
+            self.select(problem)
 
     # --- display ---------------------------------------------------------------------------------
 
@@ -185,6 +202,17 @@ class SamplingPanel:
                 hit = frame["question"].str.contains(query, case=False, regex=False)
             mask = hit if mask is None else mask & hit
         return list(frame.index if mask is None else frame.index[mask])
+
+    def select(self, key: str) -> None:
+        """Open the panel on problem "split:id" (or "id"); a key that matches nothing raises and says so."""
+        self.difficulty.value, self.search.value = ALL, ""
+        split, _, number = str(key).rpartition(":")
+        frame = self.problems if self.problems is not None else None
+        hit = [] if frame is None or not number.isdigit() else list(frame.index[
+            (frame["problem_id"] == int(number)) & ((frame["split"] == split) if split else True)])
+        if not hit:
+            raise ValueError(f"no problem {key!r} in the panel's problems: use split:id, e.g. test:3")
+        self.problem.value = hit[0]
 
     def _refilter(self, *_):
         indices = self.matching_problems()

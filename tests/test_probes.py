@@ -185,3 +185,20 @@ def test_sampling_every_format_pairs_the_samples(tiny, mini_test):
 def test_identical_formats_are_reported(mini_test):
     groups = probes.identical_formats(mini_test, probes.PROBE_FORMATS)
     assert ["apps_eval", "bigcode"] in groups
+
+
+def test_formats_that_render_the_same_prompts_are_sampled_once(tiny, mini_test, monkeypatch):
+    model, tokenizer = tiny
+    frame = probes.balanced_subset(mini_test, 2, need_tests=True)
+    calls = []
+    real = probes.generate_samples
+    monkeypatch.setattr(probes, "generate_samples", lambda *a, **k: calls.append(k["fmt"]) or real(*a, **k))
+    samples = probes.sample_formats(model, tokenizer, frame, ["train", "apps_eval", "bigcode"], n=2,
+                                    max_new_tokens=8, workers=1)
+    assert calls == ["train", "apps_eval"], "bigcode renders apps_eval's prompts: not sampled again"
+    assert samples.groupby("fmt", sort=False).size().to_dict() == {"train": 4, "apps_eval": 4, "bigcode": 4}
+    twin = samples[samples.fmt == "bigcode"].drop(columns="fmt").reset_index(drop=True)
+    pd.testing.assert_frame_equal(twin, samples[samples.fmt == "apps_eval"].drop(columns="fmt").reset_index(drop=True))
+    nll = probes.reference_nll(model, tokenizer, frame, ["train", "apps_eval", "bigcode"])
+    wide = nll.pivot_table(index="problem_id", columns="fmt", values="nll")
+    assert (wide["apps_eval"] == wide["bigcode"]).all() and len(nll) == 3 * 2

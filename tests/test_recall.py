@@ -114,3 +114,11 @@ def test_the_figure_says_what_it_shows():
                             title="recall of tiny model on mini test")
     assert "recall of tiny model on mini test" in fig._suptitle.get_text()
     assert all("0 to 1" in ax.get_xlabel() for ax in fig.axes)
+
+
+def test_near_verbatim_share_per_format():
+    samples = _samples().assign(fmt=["train", "docstring", "train", "docstring", "train"])
+    wide = recall.by_format(recall.recall_table(samples, _problems(), seen={("test", 1)}))
+    assert list(wide.columns) == ["seen", "unseen"] and list(wide.index) == ["train", "docstring"]
+    assert wide.loc["train", "seen"] == 1.0 and wide.loc["docstring", "seen"] == 0.0
+    assert wide.loc["train", "unseen"] == 0.0
