@@ -255,3 +255,34 @@ def test_a_killed_worker_leaves_nothing_behind(world):
         assert _running_as(uids) == [], "the killed worker's sandbox still runs"
         assert executor.run(*SANITY).passed
     assert ipc_state()["tmp"] == []
+
+
+def test_a_cleanup_failure_poisons_the_worker_and_the_rest_is_judged_on_a_fresh_one():
+    """An immutable file (root in 'basic' mode can make one) defeats the cleanup: the worker says so
+    and leaves, and the program's remaining tests are judged on a fresh worker, all correctly."""
+    import fcntl
+    import glob
+    import struct
+
+    if os.geteuid() != 0:
+        pytest.skip("only root can make a file immutable")
+    code = ("import fcntl, os, struct\nx = input()\nif x == '1':\n\tfd = os.open('stuck', os.O_CREAT | os.O_RDONLY)\n"
+            "\tfcntl.ioctl(fd, 0x40086602, struct.pack('l', 0x10))\nprint(x)\n")
+    tests = {"inputs": ["0", "1", "2", "3"], "outputs": ["0\n", "1\n", "2\n", "3\n"]}
+    try:
+        with Executor(workers=1, isolation="basic") as executor:
+            executor.run(*SANITY)
+            first = executor.worker_pids()
+            result = executor.run(code, tests)
+            if not glob.glob("/tmp/appsneo-*/stuck"):
+                pytest.skip("this file system has no immutable flag")
+            assert result.verdicts == [PASSED] * 4, result.errors
+            assert executor.worker_pids() != first, "the poisoned worker was not replaced"
+            assert executor.run(*SANITY).passed
+    finally:
+        for path in glob.glob("/tmp/appsneo-*/stuck"):
+            fd = os.open(path, os.O_RDONLY)
+            fcntl.ioctl(fd, 0x40086602, struct.pack("l", 0))
+            os.close(fd)
+            os.unlink(path)
+            os.rmdir(os.path.dirname(path))
