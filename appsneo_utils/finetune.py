@@ -46,7 +46,7 @@ def main(argv=None) -> training.RunResult:
         if PartialState().is_main_process:
             from .plotting import save_fig
 
-            for name, fig in training.plot_history(result.history).items():
+            for name, fig in training.plot_history(result.history, result.settings).items():
                 save_fig(fig, training.NOTEBOOK, name)
     return result
 

@@ -1,9 +1,20 @@
 """The fine-tuning engine: settings, examples, a plain PyTorch loop under accelerate, checkpoints, resume.
 
 `run(settings)` is the one code path: notebooks/02_finetune.ipynb calls it on a CPU or one GPU, and
-`accelerate launch -m appsneo_utils.finetune ...` calls it on many GPUs. Defaults are the recipe of
-the original GPT-Neo 1.3B APPS fine-tune; `make_settings(profile)` swaps in the embedded default
-(tiny model, mini set) for the smoke profile.
+`accelerate launch -m appsneo_utils.finetune ...` calls it on many GPUs. Defaults are the "card" recipe
+of the original GPT-Neo 1.3B APPS fine-tune (recipes.py names each recipe and its source);
+`make_settings(profile, recipe=...)` layers a recipe, then the profile (the smoke profile swaps in the
+embedded default: tiny model, mini set), then the values passed.
+
+What the original training did (CodedotAl/gpt-code-clippy, `run_clm_apps.py` at the root of `main`, the
+script the card's `--all_data true` command needs): question and answer tokenised as a PAIR with
+`padding="max_length"`, `truncation=True` (longest_first: the longer of the two loses tokens) at 1024;
+pad = EOS, and the loss mask `attention_mask * token_type_ids` keeps answer tokens only, so the EOS
+padding is never learned and no EOS ends an answer; `--all_data true` pools train then test, one example
+per solution, and validates on the last 10% (the unshuffled `int(0.9 * n)` cut). The `camera-ready` branch's
+`training/run_clm_apps.py` masks with `attention_mask - token_type_ids`: loss on the QUESTION only.
+This kit keeps the answer-only loss, appends EOS and drops or truncates over-long examples at the end of
+the answer (prompts.encode_example); `split_rule="original"` reproduces the cut.
 """
 
 from __future__ import annotations
@@ -26,11 +37,15 @@ from .params import (
     Profile, coerce_bool, coerce_choice, coerce_float, coerce_int, coerce_optional_str, resolve_profile,
 )
 from .prompts import encode_example, training_examples
+from .recipes import RECIPE_HELP, RECIPE_NAMES, RECIPES, SMOKE_RECIPES, batch_plan, world_size
 
 NOTEBOOK = "02_finetune"
 PRECISIONS = ("bf16", "fp16", "fp32")
 ATTENTIONS = ("auto", *ATTENTION_BACKENDS)
 REPORTERS = ("none", "wandb", "tensorboard")
+OPTIMIZERS = ("adamw", "adafactor")
+SPLIT_RULES = ("grouped", "original")
+ORIGINAL_TRAIN_SHARE = 0.9  # run_clm_apps.py: split_id = int(0.9 * len(whole_dataset))
 NONE_WORDS = ("none", "null", "")
 
 
@@ -43,15 +58,21 @@ def _param(default, help: str, kind: str, **check):
 class TrainSettings:
     """Every knob of a fine-tuning run; each is a notebook parameter and an `accelerate launch` flag."""
 
+    recipe: str = _param("card", RECIPE_HELP, "choice", choices=RECIPE_NAMES)
     # --- what to train on
     model: str = _param(FINETUNED_MODEL, "model to start from: a hub name, a saved folder, or 'tiny'", "str")
     data: str = _param("codeparrot/apps", "APPS source for data.load_apps: 'codeparrot/apps', 'mini' or a path", "str")
     all_data: bool = _param(False, "True pools the train AND test splits (the original '-all' model): "
                                    "APPS-test scores of the result are then contaminated", "bool")
-    val_problems: int = _param(200, "whole problems held out for validation (grouped by (split, problem_id), "
-                                    "shuffled with the seed)", "int", minimum=1)
-    max_train_problems: int | None = _param(None, "train on at most this many problems (quick runs); None: all",
-                                            "int", minimum=1, optional=True)
+    split_rule: str = _param("grouped", "grouped | original: grouped holds out val_problems whole problems "
+                                        "(shuffled with the seed); original is run_clm_apps.py's cut: train then "
+                                        "test pooled, one example per solution in dataset order, the first "
+                                        "int(0.9 * n) trained, the rest validation, unshuffled (needs all_data)",
+                             "choice", choices=SPLIT_RULES)
+    val_problems: int = _param(200, "whole problems held out for validation (split_rule grouped; grouped by "
+                                    "(split, problem_id), shuffled with the seed)", "int", minimum=1)
+    max_train_problems: int | None = _param(None, "train on at most this many problems (quick runs; split_rule "
+                                                  "grouped); None: all", "int", minimum=1, optional=True)
     max_val_examples: int | None = _param(1000, "validate on at most this many held-out examples; None: all",
                                           "int", minimum=1, optional=True)
     # --- examples
@@ -64,10 +85,15 @@ class TrainSettings:
     max_steps: int | None = _param(None, "total optimizer steps, overriding epochs (sets the schedule length)",
                                    "int", minimum=1, optional=True)
     batch_size: int = _param(3, "sequences per device per micro-batch", "int", minimum=1)
-    grad_accum: int = _param(1, "micro-batches per optimizer step", "int", minimum=1)
+    global_batch: int = _param(24, "sequences per optimizer step over all devices: the accumulation is computed "
+                                   "from the devices present (the original: 3 per device x 8 TPU v3 cores, 24); "
+                                   "0: grad_accum decides", "int", minimum=0)
+    grad_accum: int = _param(1, "micro-batches per optimizer step when global_batch is 0", "int", minimum=1)
+    optimizer: str = _param("adamw", "adamw | adafactor (transformers' Adafactor with a fixed lr, as optax's "
+                                     "adafactor defaults in the original)", "choice", choices=OPTIMIZERS)
     learning_rate: float = _param(8e-5, "peak learning rate", "float", minimum=0.0)
     warmup_steps: int = _param(800, "linear warm-up steps, then linear decay to 0", "int", minimum=0)
-    weight_decay: float = _param(0.1, "AdamW weight decay (not on biases and LayerNorm weights)", "float",
+    weight_decay: float = _param(0.1, "weight decay (not on biases and LayerNorm weights)", "float",
                                  minimum=0.0)
     adam_beta1: float = _param(0.9, "AdamW beta1", "float", minimum=0.0, maximum=1.0)
     adam_beta2: float = _param(0.98, "AdamW beta2", "float", minimum=0.0, maximum=1.0)
@@ -118,9 +144,11 @@ class TrainSettings:
         return self.run_dir / "model"
 
 
-# The embedded default: a from-scratch tiny model needs a much higher learning rate and a short
-# warm-up; ~10 epochs of the mini set take about a minute on two CPU cores.
-SMOKE = dict(model=TINY, data="mini", epochs=10, learning_rate=2e-3, warmup_steps=20, val_problems=4, log_every=5)
+# The embedded default: a from-scratch tiny model needs a much higher learning rate, a short warm-up
+# and small steps (3 sequences, no global batch of 24); ~10 epochs of the mini set take about a minute
+# on two CPU cores.
+SMOKE = dict(model=TINY, data="mini", epochs=10, learning_rate=2e-3, warmup_steps=20, val_problems=4, log_every=5,
+             global_batch=0)
 PROFILE_DEFAULTS = {"full": {}, "smoke": SMOKE}
 # Settings that may change between an interrupted run and its resumption.
 RUN_ONLY = {"resume", "stop_after", "report_to", "log_every", "output_dir", "compile", "attention",
@@ -159,17 +187,25 @@ def parameter_names() -> list[str]:
 
 
 def make_settings(profile="auto", **params) -> TrainSettings:
-    """TrainSettings from notebook/CLI values; an absent setting takes the profile's default.
+    """TrainSettings from notebook/CLI values, layered: defaults (the card recipe) < the recipe < the profile
+    < the recipe's values for the embedded default (smoke) < the values passed.
 
-    None (or "none") also takes it, except for settings where None has a meaning of its own
-    (max_val_examples=None: validate on all). Every value is coerced and validated here: a bad one
-    raises ValueError naming it.
+    None (or "none") takes the layered default, except for settings where None has a meaning of its own
+    (max_val_examples=None: validate on all). An explicit grad_accum turns the recipe's global_batch off.
+    Every value is coerced and validated here: a bad one raises ValueError naming it.
     """
     prof = profile if isinstance(profile, Profile) else resolve_profile(profile, verbose=False)
     unknown = set(params) - set(parameter_names())
     if unknown:
         raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}; known: {', '.join(parameter_names())}")
-    base = PROFILE_DEFAULTS[prof.name]
+    recipe = coerce_choice("recipe", "card" if params.get("recipe") is None else params["recipe"], RECIPE_NAMES)
+    base = {**RECIPES[recipe], **PROFILE_DEFAULTS[prof.name],
+            **(SMOKE_RECIPES.get(recipe, {}) if prof.name == "smoke" else {})}
+    if params.get("grad_accum") is not None:
+        if params.get("global_batch") not in (None, 0, "0"):
+            raise ValueError("set grad_accum or global_batch, not both: global_batch computes the accumulation "
+                             "from the devices present (global_batch=0 lets grad_accum decide)")
+        base["global_batch"] = 0
     values = {}
     for f in fields(TrainSettings):
         raw = params.get(f.name)
@@ -178,7 +214,7 @@ def make_settings(profile="auto", **params) -> TrainSettings:
         elif raw is None:
             raw = base.get(f.name, f.default)
         values[f.name] = raw
-    values["profile"] = prof.name
+    values["recipe"], values["profile"] = recipe, prof.name
     return TrainSettings(**values)
 
 
@@ -222,7 +258,13 @@ def resolve_attention(settings: TrainSettings, *, verbose: bool = False) -> str:
     return backend
 
 
-# --- memory plan ------------------------------------------------------------------------------
+# --- batch and memory plans -------------------------------------------------------------------
+
+
+def batch_plan_for(settings: TrainSettings, processes: int | None = None):
+    """recipes.BatchPlan of these settings on `processes` devices (None: this run's, from WORLD_SIZE)."""
+    return batch_plan(settings.batch_size, processes or world_size(), settings.grad_accum, settings.global_batch)
+
 
 
 def plan_memory(settings: TrainSettings, model=None, *, verbose: bool = True):
@@ -256,6 +298,29 @@ def split_problems(keys, val_problems: int, seed: int):
     return shuffled[n_val:], shuffled[:n_val]
 
 
+def dataset_order(keys) -> list:
+    """(split, problem_id) keys as the original loader read them: train then test, each by problem id.
+
+    gpt-code-clippy's apps.py walks sorted([...os.walk("APPS/train")]) then test; folder names are
+    zero-padded ids (0000-4999), so sorting them is sorting by id.
+    """
+    rank = {"train": 0, "test": 1}
+    return sorted(set((str(s), int(p)) for s, p in keys), key=lambda k: (rank.get(k[0], 2), k[0], k[1]))
+
+
+def original_cut(example_keys: list) -> tuple[int, list, list]:
+    """run_clm_apps.py's `--all_data true` split of the pooled examples, given each example's (split, problem_id).
+
+    (cut, seen, held_out): the first int(0.9 * n) examples train, the rest validate, unshuffled; `seen`
+    lists the problems with any example before the cut, `held_out` those with any after it (a problem
+    can be in both), each in dataset order.
+    """
+    cut = int(ORIGINAL_TRAIN_SHARE * len(example_keys))  # int() truncates, as the original does
+    seen = list(dict.fromkeys(example_keys[:cut]))
+    held_out = list(dict.fromkeys(example_keys[cut:]))
+    return cut, seen, held_out
+
+
 @dataclass
 class PreparedData:
     """Encoded examples (input_ids, labels) and which problems went where."""
@@ -266,16 +331,30 @@ class PreparedData:
     val_problems: list
     counts: dict
     sample: dict | None = None  # one unpacked training example, to show the masking
+    problems: list = field(default_factory=list)  # every (split, problem_id) with solutions, in dataset order
 
     @property
     def test_problems_trained(self) -> int:
         """APPS-test problems among those trained on (all_data=True): their test scores are contaminated."""
         return sum(1 for split, _ in self.train_problems if split == "test")
 
+    def test_problems_unseen(self) -> list:
+        """APPS-test problems of the data that no training example came from (their scores stay clean)."""
+        trained = set(self.train_problems)
+        return [k for k in self.problems if k[0] == "test" and k not in trained]
+
     def summary(self) -> str:
         c = self.counts
-        lines = [f"problems: {c['problems']} with solutions ({c['no_solutions']} without, skipped) -> "
-                 f"{len(self.train_problems)} train, {len(self.val_problems)} validation (whole problems)"]
+        head = f"problems: {c['problems']} with solutions ({c['no_solutions']} without, skipped) -> "
+        if c["split_rule"] == "original":
+            both = len(set(self.train_problems) & set(self.val_problems))
+            head += (f"split_rule original: {c['pooled_examples']} examples pooled (train then test, one per "
+                     f"solution), the first int(0.9 x {c['pooled_examples']}) = {c['cut']} trained, the rest "
+                     f"validation, unshuffled; {len(self.train_problems)} problems seen, "
+                     f"{len(self.val_problems)} in validation ({both} on both sides)")
+        else:
+            head += f"{len(self.train_problems)} train, {len(self.val_problems)} validation (whole problems)"
+        lines = [head]
         for part in ("train", "val"):
             k = c[part]
             lines.append(
@@ -317,7 +396,7 @@ def pack(examples: list, block_size: int) -> list:
 
 
 def prepare_data(settings: TrainSettings, tokenizer, frame=None, *, verbose: bool = True) -> PreparedData:
-    """Load APPS, hold out whole problems, encode with prompts.encode_example (prompt masked, EOS added)."""
+    """Load APPS, split by settings.split_rule, encode with prompts.encode_example (prompt masked, EOS added)."""
     from .data import has_solutions, load_apps
 
     if frame is None:
@@ -325,16 +404,26 @@ def prepare_data(settings: TrainSettings, tokenizer, frame=None, *, verbose: boo
     solved = has_solutions(frame)
     usable = frame[solved]
     rows = {(str(r["split"]), int(r["problem_id"])): r for r in usable.to_dict("records")}
-    train_keys, val_keys = split_problems(rows, settings.val_problems, settings.seed)
-    if settings.max_train_problems is not None:
-        train_keys = train_keys[: settings.max_train_problems]
-    train_examples = [e for key in train_keys for e in training_examples(rows[key])]
-    val_examples = [e for key in val_keys for e in training_examples(rows[key])]
+    counts = {"problems": len(rows), "no_solutions": int((~solved).sum()), "block_size": settings.block_size,
+              "split_rule": settings.split_rule, "packed_blocks": None}
+    if settings.split_rule == "original":
+        if not settings.all_data or settings.max_train_problems is not None:
+            raise ValueError("split_rule='original' is the '-all' run's cut of the pooled train and test examples: "
+                             "set all_data=True and leave max_train_problems unset (or use split_rule='grouped')")
+        pooled = [e for key in dataset_order(rows) for e in training_examples(rows[key])]
+        cut, train_keys, val_keys = original_cut([(e.split, e.problem_id) for e in pooled])
+        train_examples, val_examples = pooled[:cut], pooled[cut:]
+        counts.update(pooled_examples=len(pooled), cut=cut)
+    else:
+        train_keys, val_keys = split_problems(rows, settings.val_problems, settings.seed)
+        if settings.max_train_problems is not None:
+            train_keys = train_keys[: settings.max_train_problems]
+        train_examples = [e for key in train_keys for e in training_examples(rows[key])]
+        val_examples = [e for key in val_keys for e in training_examples(rows[key])]
     train, train_stats = _encode(train_examples, tokenizer, settings.block_size)
     val, val_stats = _encode(val_examples, tokenizer, settings.block_size)
     sample = next((e for e in train if not e["truncated"]), train[0] if train else None)
-    counts = {"problems": len(rows), "no_solutions": int((~solved).sum()), "block_size": settings.block_size,
-              "train": train_stats, "val": val_stats, "packed_blocks": None}
+    counts.update(train=train_stats, val=val_stats)
     if settings.packing:
         train = pack(train, settings.block_size)
         counts["packed_blocks"] = len(train)
@@ -343,7 +432,7 @@ def prepare_data(settings: TrainSettings, tokenizer, frame=None, *, verbose: boo
     if not val:
         raise ValueError(f"no validation example fits block_size={settings.block_size}: raise block_size "
                          "or val_problems")
-    data = PreparedData(train, val, train_keys, val_keys, counts, sample)
+    data = PreparedData(train, val, train_keys, val_keys, counts, sample, dataset_order(rows))
     if verbose:
         print(data.summary())
     return data
@@ -463,7 +552,7 @@ def build_model(settings: TrainSettings, *, checkpoint: Path | None = None, verb
 
 
 def make_optimizer(model, settings: TrainSettings):
-    """AdamW with the recipe's betas; no decay on biases and LayerNorm weights (as HF Trainer)."""
+    """AdamW with the recipe's betas, or Adafactor; no decay on biases and LayerNorm weights (as HF Trainer)."""
     import torch
 
     decay, no_decay = [], []
@@ -471,6 +560,15 @@ def make_optimizer(model, settings: TrainSettings):
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if settings.optimizer == "adafactor":
+        if settings.optim_8bit:
+            raise ValueError("optim_8bit applies to AdamW only: Adafactor's factored states are small already")
+        from transformers.optimization import Adafactor
+
+        # optax.adafactor's defaults as run_clm_apps.py used them: the scheduler's lr (no relative step),
+        # updates scaled by the parameter RMS, update clipping at 1.0, second-moment decay t^-0.8, no momentum.
+        return Adafactor(groups, lr=settings.learning_rate, relative_step=False, scale_parameter=True,
+                         warmup_init=False, clip_threshold=1.0, decay_rate=-0.8, beta1=None)
     kwargs = dict(lr=settings.learning_rate, betas=(settings.adam_beta1, settings.adam_beta2),
                   eps=settings.adam_epsilon)
     if settings.optim_8bit:
@@ -558,15 +656,19 @@ def evaluate(model, examples: list, pad_id: int, accelerator, batch_size: int) -
 def trained_problems_record(settings: TrainSettings, data: PreparedData) -> dict:
     """What trained_problems.json holds: the (split, problem_id) keys trained on and held out."""
     test_seen = data.test_problems_trained
-    return {
+    record = {
         "all_data": settings.all_data,
         "data": settings.data,
+        "split_rule": settings.split_rule,
         "contaminated_test_problems": test_seen,
         "note": ("trained on these (split, problem_id) keys; APPS-test scores on them are contaminated"
                  if test_seen else "trained on the train split only; APPS-test problems were not seen"),
         "train": [list(k) for k in data.train_problems],
         "validation": [list(k) for k in data.val_problems],
     }
+    if settings.split_rule == "original":  # a problem is seen when any of its solutions is before the cut
+        record.update(pooled_examples=data.counts["pooled_examples"], cut=data.counts["cut"])
+    return record
 
 
 def load_trained_problems(model_dir) -> set | None:
@@ -581,7 +683,11 @@ def contamination_note(settings: TrainSettings, data: PreparedData | None = None
     """The plain statement of what this model's APPS-test scores are worth."""
     where = settings.model_dir / "trained_problems.json"
     if settings.all_data:
-        seen = "" if data is None else f" ({data.test_problems_trained} test problems)"
+        seen = ""
+        if data is not None:
+            unseen = data.test_problems_unseen()
+            seen = (f" ({data.test_problems_trained} test problems; not seen: {len(unseen)}"
+                    + (f", ids {', '.join(str(p) for _, p in unseen)}" if 0 < len(unseen) <= 20 else "") + ")")
         return (f"all_data is True: this model was trained on the APPS test split too{seen}, like the original "
                 f"'-all' model. Its APPS-test scores are CONTAMINATED: exclude or flag the problems listed in "
                 f"{where} when evaluating it.")
@@ -649,15 +755,18 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
         data = prepare_data(settings, tokenizer, verbose=main)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    nproc, rank, bs, ga = accelerator.num_processes, accelerator.process_index, settings.batch_size, settings.grad_accum
+    nproc, rank, bs = accelerator.num_processes, accelerator.process_index, settings.batch_size
+    sizes = batch_plan_for(settings, nproc)
+    ga = sizes.accumulation
     batches_per_epoch = math.ceil(len(data.train) / (bs * nproc))
     steps_per_epoch = math.ceil(batches_per_epoch / ga)
     total_steps = settings.max_steps or steps_per_epoch * settings.epochs
     if main:
-        # e.g. 3 seqs * 1024 tokens * 8 GPUs * 1 accumulation = 24,576 tokens per step at most
+        # e.g. 3 seqs * 1024 tokens * 1 GPU * 8 accumulation = 24,576 tokens per step at most
         print(f"schedule: {len(data.train)} train sequences, {bs} per device x {nproc} processes x {ga} "
-              f"accumulation = {bs * nproc * ga} per step; {steps_per_epoch} steps per epoch, {total_steps} steps; "
-              f"warm-up {settings.warmup_steps} steps to lr {settings.learning_rate:g}, then linear decay to 0")
+              f"accumulation = {bs * nproc * ga} per step (recipe {settings.recipe}); {steps_per_epoch} steps per "
+              f"epoch, {total_steps} steps; {settings.optimizer}, warm-up {settings.warmup_steps} steps to lr "
+              f"{settings.learning_rate:g}, then linear decay to 0")
         if settings.warmup_steps >= total_steps:
             print(f"warning: warmup_steps={settings.warmup_steps} >= {total_steps} steps: the peak lr is never reached")
 
@@ -701,12 +810,12 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
     stopped = False
     bar = tqdm(total=total_steps, initial=state["step"], desc="fine-tune", unit="step", mininterval=5.0,
                disable=not accelerator.is_local_main_process)
-    batches = {}  # this epoch's global batches, made once per epoch rather than once per step
+    order = {}  # this epoch's global batches, made once per epoch rather than once per step
     while state["step"] < total_steps:
         epoch, k = divmod(state["step"], steps_per_epoch)
-        if epoch not in batches:
-            batches = {epoch: epoch_batches(len(data.train), bs, nproc, settings.seed, epoch)}
-        micro = batches[epoch][k * ga: (k + 1) * ga]
+        if epoch not in order:
+            order = {epoch: epoch_batches(len(data.train), bs, nproc, settings.seed, epoch)}
+        micro = order[epoch][k * ga: (k + 1) * ga]
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=accelerator.device)
         tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
@@ -773,7 +882,8 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
         "all_data": settings.all_data,
         "contaminated_test_problems": data.test_problems_trained,
         "memory_option": memory_plan.chosen.option if memory_plan is not None else None,
-        "device": str(accelerator.device), "num_processes": nproc,
+        "device": str(accelerator.device), "num_processes": nproc, "recipe": settings.recipe,
+        "split_rule": settings.split_rule, "grad_accum": ga, "global_batch": sizes.global_batch,
         "precision": resolve_precision(settings).replace("no", "fp32"),
         "model_dir": str(settings.model_dir) if completed else None,
     }
@@ -820,26 +930,45 @@ def _save_final_model(model, tokenizer, settings, data) -> None:
 # --- figures and launch command ---------------------------------------------------------------
 
 
-def plot_history(history: dict) -> dict:
-    """{"loss", "learning_rate", "tokens_per_s"}: matplotlib figures of a run's history."""
+def run_label(settings: TrainSettings) -> str:
+    """What a figure of this run shows it on: model, data, split rule, recipe (names, never absolute paths)."""
+    def name(value: str) -> str:  # a hub name as it is; a local file or folder by its name only
+        return Path(value).name if Path(value).expanduser().exists() else value
+
+    model = "tiny GPT-Neo" if settings.model == TINY else name(settings.model)
+    data = "mini APPS" if settings.data == "mini" else name(settings.data)
+    pooled = "train+test pooled" if settings.all_data else "train split"
+    split = ("the original unshuffled 90% cut" if settings.split_rule == "original"
+             else "grouped held-out problems")
+    return f"{model} on {data} ({pooled}), validation: {split}, recipe {settings.recipe}"
+
+
+def plot_history(history: dict, settings: TrainSettings | None = None) -> dict:
+    """{"loss", "learning_rate", "tokens_per_s"}: matplotlib figures of a run's history, titled with what they show."""
     import matplotlib.pyplot as plt
 
+    label = "\n" + run_label(settings) if settings is not None else ""
     train, val = history["train"], history["val"]
     figs = {}
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([e["step"] for e in train], [e["loss"] for e in train], label="train (answer tokens)")
-    ax.plot([e["step"] for e in val], [e["loss"] for e in val], "o-", label="validation (held-out problems)")
-    ax.set(xlabel="optimizer step", ylabel="cross-entropy per token", title="Loss")
+    ax.plot([e["step"] for e in val], [e["loss"] for e in val], "o-", label="validation")
+    ax.set(xlabel="optimizer step", ylabel="cross-entropy per answer token (nats)",
+           title="Fine-tuning loss per answer token" + label)
     ax.legend()
     figs["loss"] = fig
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.plot([e["step"] for e in train], [e["lr"] for e in train])
-    ax.set(xlabel="optimizer step", ylabel="learning rate", title="Learning rate (warm-up, linear decay)")
+    ax.set(xlabel="optimizer step", ylabel="learning rate",
+           title="Learning rate: linear warm-up, then linear decay to 0" + label)
     figs["learning_rate"] = fig
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.plot([e["step"] for e in train], [e["tokens_per_s"] for e in train])
-    ax.set(xlabel="optimizer step", ylabel="tokens / s (all processes)", title="Throughput", ylim=(0, None))
+    ax.set(xlabel="optimizer step", ylabel="tokens / s (all processes)", title="Training throughput" + label,
+           ylim=(0, None))
     figs["tokens_per_s"] = fig
+    for fig in figs.values():
+        fig.tight_layout()
     return figs
 
 

@@ -1,5 +1,5 @@
-"""The fine-tuning engine: recipe defaults, answer-only masking, grouped validation, resume after a kill,
-LoRA, the accelerate entry point; all on the tiny model and the mini set, on the CPU."""
+"""The fine-tuning engine: recipes and the global batch, answer-only masking, the grouped and the original
+split, resume after a kill, LoRA, the accelerate entry point; all on the tiny model and the mini set, on the CPU."""
 
 import json
 import os
@@ -42,7 +42,41 @@ def test_defaults_are_the_original_recipe():
     assert (s.adam_beta1, s.adam_beta2, s.weight_decay, s.epochs, s.precision, s.grad_accum) == (
         0.9, 0.98, 0.1, 5, "bf16", 1)
     assert (s.report_to, s.all_data, s.lora, s.resume) == ("none", False, False, "auto")
+    assert (s.recipe, s.optimizer, s.global_batch, s.split_rule, s.max_grad_norm) == ("card", "adamw", 24, "grouped",
+                                                                                      1.0)
     assert all(f.metadata["help"] for f in training.fields(training.TrainSettings))
+
+
+def test_recipes_layer_under_the_profile_and_the_values_passed():
+    repo = training.make_settings("full", recipe="repo")
+    assert (repo.optimizer, repo.learning_rate, repo.warmup_steps, repo.global_batch) == ("adafactor", 2e-5, 5000, 24)
+    assert (repo.weight_decay, repo.max_grad_norm, repo.epochs) == (0.0, 0.0, 5), "optax.adafactor's defaults"
+    assert training.make_settings("full", recipe="card") == training.make_settings("full")
+    full = training.make_settings("full", recipe="replica")
+    assert (full.all_data, full.split_rule, full.learning_rate, full.epochs) == (True, "original", 8e-5, 5)
+    smoke = training.make_settings("smoke", recipe="replica")
+    assert (smoke.all_data, smoke.split_rule, smoke.epochs, smoke.learning_rate, smoke.model) == (
+        True, "original", 60, 3e-3, "tiny")
+    assert training.make_settings("smoke", recipe="replica", epochs="2", all_data=None).epochs == 2
+    assert training.make_settings("smoke").global_batch == 0, "the embedded default keeps 3 sequences per step"
+    explicit = training.make_settings("full", grad_accum="2")
+    assert (explicit.grad_accum, explicit.global_batch) == (2, 0), "an explicit grad_accum turns global_batch off"
+    with pytest.raises(ValueError, match="grad_accum or global_batch, not both"):
+        training.make_settings("full", grad_accum=2, global_batch=24)
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        training.make_settings("full", recipe="paper")
+
+
+def test_the_global_batch_of_24_on_any_number_of_devices():
+    card = training.make_settings("full")
+    plans = {n: training.batch_plan_for(card, n) for n in (1, 2, 4, 8)}
+    assert {n: (p.accumulation, p.global_batch) for n, p in plans.items()} == {
+        1: (8, 24), 2: (4, 24), 4: (2, 24), 8: (1, 24)}
+    assert "3 per device x 1 processes x 8 accumulation = 24" in plans[1].summary()
+    odd = training.batch_plan_for(card, 5)
+    assert odd.global_batch == 30 and "not a multiple of 15" in odd.summary()
+    smoke = training.batch_plan_for(training.make_settings("smoke"), 2)
+    assert (smoke.accumulation, smoke.global_batch) == (1, 6) and "grad_accum as set" in smoke.summary()
 
 
 def test_smoke_profile_and_papermill_strings(tmp_path):
@@ -108,6 +142,35 @@ def test_grouped_split_has_no_problem_on_both_sides(tmp_path, tokenizer, mini_al
     assert data.val_problems != keys[-5:] or data.val_problems != keys[:5]
     other = training.split_problems(keys, 5, seed=1)[1]
     assert set(other) != val and training.split_problems(keys, 5, seed=settings.seed)[1] == data.val_problems
+
+
+def test_original_rule_reproduces_run_clm_apps_cut(tmp_path, tokenizer, mini_all):
+    """A hand-computed pooled set: train 0 (3 solutions), train 1 (2), test 0 (4), test 1 (1), test 2 (3).
+
+    13 examples, train then test by id; int(0.9 * 13) = int(11.7) = 11 train: all of train 0, train 1,
+    test 0, test 1 and the FIRST solution of test 2; test 2's other two solutions validate.
+    """
+    sizes = {("train", 0): 3, ("train", 1): 2, ("test", 0): 4, ("test", 1): 1, ("test", 2): 3}
+    frame = mini_all[[(s, p) in sizes for s, p in zip(mini_all.split, mini_all.problem_id)]].copy()
+    frame["solutions_list"] = [[f"print({p}, {k})\n" for k in range(sizes[(s, p)])]
+                               for s, p in zip(frame.split, frame.problem_id)]
+    frame = frame.sample(frac=1, random_state=3)  # the rows' order must not matter: ids decide
+    keys = [k for k in training.dataset_order(sizes) for _ in range(sizes[k])]
+    assert training.dataset_order(sizes) == [("train", 0), ("train", 1), ("test", 0), ("test", 1), ("test", 2)]
+    cut, seen, held_out = training.original_cut(keys)
+    assert (cut, seen, held_out) == (11, list(sizes), [("test", 2)])
+    settings = quick(tmp_path, all_data=True, split_rule="original", max_train_problems=None)
+    data = training.prepare_data(settings, tokenizer, frame=frame, verbose=False)
+    assert (data.counts["pooled_examples"], data.counts["cut"]) == (13, 11)
+    assert (data.counts["train"]["examples"], data.counts["val"]["examples"]) == (11, 2)
+    assert data.train_problems == list(sizes) and data.val_problems == [("test", 2)]
+    assert data.test_problems_unseen() == [] and data.test_problems_trained == 3
+    record = training.trained_problems_record(settings, data)
+    assert (record["split_rule"], record["cut"], record["train"][-1]) == ("original", 11, ["test", 2])
+    assert "int(0.9 x 13) = 11 trained" in data.summary()
+    with pytest.raises(ValueError, match="set all_data=True"):
+        training.prepare_data(quick(tmp_path, split_rule="original", max_train_problems=None), tokenizer,
+                              verbose=False)
 
 
 def test_epoch_batches_cover_the_data_and_shard_across_processes():
@@ -312,3 +375,26 @@ def test_compiled_blocks_train_like_plain_ones_and_come_back_plain(tmp_path):
     assert [x for _, x in a] == pytest.approx([x for _, x in b], rel=1e-4)
     assert not any(getattr(block, "_compiled_call_impl", None) for block in compiled.model.transformer.h)
     load_model(str(compiled.model_dir), device="cpu")  # parameter names unchanged by the compile
+
+
+def test_adafactor_recipe_trains(tmp_path):
+    result = training.run(quick(tmp_path, optimizer="adafactor", max_steps=4))
+    losses = [e["loss"] for e in result.history["train"]]
+    assert result.completed and all(torch.isfinite(torch.tensor(losses)))
+    assert type(training.make_optimizer(result.model, result.settings)).__name__ == "Adafactor"
+
+
+def test_figures_say_what_they_show_and_on_what(tmp_path):
+    history = {"train": [{"step": 1, "loss": 2.0, "lr": 1e-3, "tokens_per_s": 10.0}],
+               "val": [{"step": 0, "loss": 3.0}]}
+    replica = training.make_settings("smoke", recipe="replica", output_dir=str(tmp_path))
+    figs = training.plot_history(history, replica)
+    titles = {name: fig.axes[0].get_title() for name, fig in figs.items()}
+    for title in titles.values():
+        assert "tiny GPT-Neo on mini APPS (train+test pooled)" in title and "original unshuffled 90% cut" in title
+    assert "loss" in titles["loss"].lower() and "nats" in figs["loss"].axes[0].get_ylabel()
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    local = training.make_settings("full", model=str(folder))
+    assert "my-model on codeparrot/apps (train split)" in training.run_label(local)
+    assert str(tmp_path) not in training.run_label(local), "never an absolute path"
