@@ -27,6 +27,7 @@ def test_all_data_true_trains_and_states_the_contamination(tmp_path, isolated_ou
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = outputs(out)
     assert "profile: smoke" in text and "all_data = True" in text
+    assert "recipe card" in text and "global batch: 3 per device x 1 processes x 1 accumulation = 3" in text
     assert "APPS-test scores are CONTAMINATED" in text
     run = runs / "02_finetune"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -50,6 +51,22 @@ def test_all_data_false_is_false(tmp_path, isolated_outputs):
     assert "all_data = False" in text and "not contaminated" in text and "CONTAMINATED" not in text
     record = json.loads((runs / "02_finetune" / "model" / "trained_problems.json").read_text())
     assert record["all_data"] is False and {s for s, _ in record["train"]} == {"train"}
+
+
+def test_replica_recipe_trains_on_the_original_cut(tmp_path, isolated_outputs):
+    """The pipeline's `-all` replica in one parameter (epochs cut short here: the recipe's 60 take minutes)."""
+    runs, figures = isolated_outputs
+    out = tmp_path / "out.ipynb"
+    proc = papermill(out, "-p", "recipe", "replica", "-p", "epochs", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = outputs(out)
+    assert "recipe replica" in text and "all_data = True, split_rule = original" in text
+    assert "the first int(0.9 x 72) = 64 trained" in text and "lr 0.003" in text
+    assert "test problems not seen: 4 [8, 9, 10, 11]" in text
+    record = json.loads((runs / "02_finetune" / "model" / "trained_problems.json").read_text())
+    assert record["split_rule"] == "original" and record["cut"] == 64
+    assert sorted(p for s, p in record["train"] if s == "test") == list(range(8))
+    assert len(list((figures / "02_finetune").glob("*.png"))) == 3
 
 
 def test_all_data_maybe_stops_at_the_setup_cell(tmp_path, isolated_outputs):
