@@ -30,7 +30,7 @@ from . import paths
 from .contamination import Contamination, detect_contamination, key_set
 from .data import COLUMNS
 from .execute import complete_lines
-from .execution import pass_fraction
+from .execution import JUDGES, pass_fraction
 from .prompts import PromptFormat, get_format
 
 NOTEBOOK = "04_evaluate"
@@ -77,8 +77,6 @@ class EvalSettings:
             self.difficulties = tuple([self.difficulties] if isinstance(self.difficulties, str) else self.difficulties)
         self.ks = tuple(int(k) for k in self.ks)
         self.judges = tuple([self.judges] if isinstance(self.judges, str) else self.judges)
-        from .execution import JUDGES
-
         if not self.judges or set(self.judges) - set(JUDGES) or len(set(self.judges)) < len(self.judges):
             raise ValueError(f"judges must be distinct names among {JUDGES}, headline first, got {self.judges!r}")
         for name in ("n", "max_new_tokens", "batch_size", "chunk_problems"):
