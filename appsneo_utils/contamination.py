@@ -297,7 +297,8 @@ def _from_record(record: Path, frame, base, source, verbose, *, label: str | Non
         seen = set(seen) | base_found.seen
         base_note = f" (with what its base {base_note} saw)"
     elif base_found is not None:
-        base_note = f" (it started from {base_note}: {'clean here' if base_found.status == 'clean' else 'whose own training data is not known'})"
+        known = "clean here" if base_found.status == "clean" else "whose own training data is not known"
+        base_note = f" (it started from {base_note}, {known})"
     seen = frozenset(seen)
     n, overlap = len(frame), key_set(frame) & seen
     if not overlap:

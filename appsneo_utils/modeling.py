@@ -275,14 +275,25 @@ def resolve_model(model_name: str | None = "", *, full: bool = False, finetuned=
     if name == TINY:
         return ModelChoice(TINY, "tiny", "named")
     if name:
-        kind = "folder" if Path(name).expanduser().is_dir() else "hub"
-        return ModelChoice(str(Path(name).expanduser()) if kind == "folder" else name, kind, "named")
+        folder = _local_folder(name)
+        return ModelChoice(str(folder), "folder", "named") if folder else ModelChoice(name, "hub", "named")
     if full:
         return ModelChoice(APPS_MODEL, "hub", "by profile: full")
     output = finetune_output(finetuned)
     if output is not None:
         return ModelChoice(str(output), "folder", "by profile: the 02_finetune output")
     return ModelChoice(TINY, "tiny", "by profile: no 02_finetune output yet")
+
+
+def _local_folder(name: str) -> Path | None:
+    """`name` as an existing folder: as given (from the current directory), else from the repository root, so
+    that "runs/02_finetune/model" means the same from notebooks/ as from the root."""
+    from . import paths
+
+    for path in (Path(name).expanduser(), paths.ROOT / name):
+        if path.is_dir():
+            return path.resolve()
+    return None
 
 
 def model_label(name: str) -> str:

@@ -161,3 +161,10 @@ def test_the_known_checkpoint_table_names_every_alias_with_a_source():
     for name in ALL_NAMES + ("flax-community/gpt-neo-1.3B-apps", "EleutherAI/gpt-neo-1.3B", "gpt-neo-apps-pt"):
         assert name in set(table["name"])
     assert table["source"].str.len().min() > 20
+
+
+def test_a_folder_name_means_the_same_from_notebooks_as_from_the_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # neither the root nor notebooks/: the repository root still resolves it
+    chosen = modeling.resolve_model("data/mini")
+    assert chosen.kind == "folder" and chosen.label == "data/mini"
+    assert modeling.resolve_model("someone/some-model").kind == "hub"
