@@ -168,3 +168,15 @@ def test_a_folder_name_means_the_same_from_notebooks_as_from_the_root(tmp_path, 
     chosen = modeling.resolve_model("data/mini")
     assert chosen.kind == "folder" and chosen.label == "data/mini"
     assert modeling.resolve_model("someone/some-model").kind == "hub"
+
+
+def test_the_rebuilt_cut_agrees_with_the_replica_training_split(mini_train, mini_test):
+    """The published -all model's seen set (rebuilt here) and the 02 replica's split rule (training) are one rule."""
+    from appsneo_utils.training import original_cut
+
+    keys = [(split, int(p)) for split, frame in (("train", mini_train), ("test", mini_test))
+            for p, solutions in sorted(zip(frame["problem_id"], frame["solutions_list"])) for _ in solutions]
+    cut, seen_by_training, _ = original_cut(keys)
+    seen, info = cont.apps_all_seen(mini_train, mini_test)
+    assert info["cut"] == cut and seen == set(seen_by_training)
+    assert info["test_solutions_seen"] == cut - int(mini_train["solutions_list"].map(len).sum())
