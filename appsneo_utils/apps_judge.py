@@ -119,16 +119,20 @@ def compare_stdout(lines: list[str], expected: Any) -> bool:
       6. the same with every token read as a number rounded to 3 decimals.
     """
     try:
-        if isinstance(lines, str):
-            lines = lines.splitlines()
-        expected = convert_expected(expected)
-        if isinstance(expected, list):
-            expected = "\n".join(expected)
-        output = list(lines)
-        if _whole_text_matches(output, expected) or output == [expected]:
-            return True
-    except Exception:  # run_test itself would raise here (expected not text): no verdict, so no pass
+        return _cascade(lines, expected)
+    except Exception:  # run_test itself would raise (an expected value that is not text): no pass
         return False
+
+
+def _cascade(lines: Any, expected: Any) -> bool:
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    expected = convert_expected(expected)
+    if isinstance(expected, list):
+        expected = "\n".join(expected)
+    output = list(lines)
+    if _whole_text_matches(output, expected) or output == [expected]:
+        return True
     # From here on `expected` is text: the harness's branches for a list expected value are dead code.
     want = list(map(str.strip, filter(None, expected.split("\n"))))  # empty lines dropped BEFORE stripping
     if output == want:
