@@ -229,8 +229,10 @@ class _Exit:
 
 
 def run_child(job: dict, test_input, files: dict, workdir: str, iso, prelude: dict, timeout: float,
-              encode_value, numpy_types) -> None:
-    """Runs in the forked child: lock down, run the program, report through fd 3, never return."""
+              encode_value, numpy_types, alarm: float | None = None) -> None:
+    """Runs in the forked child: lock down, run the program, report through fd 3, never return.
+
+    timeout: the hard limit (the worker kills at it); alarm: APPS's own per-step alarm (apps judge)."""
     import json
 
     try:
@@ -243,7 +245,7 @@ def run_child(job: dict, test_input, files: dict, workdir: str, iso, prelude: di
             os._exit(EXIT_SETUP)
     out = _Exit(stdout, stderr, json.dumps)
     if job.get("judge") == "apps":
-        _run_apps(job, test_input, out, encode_value, numpy_types)
+        _run_apps(job, test_input, out, encode_value, numpy_types, alarm or timeout)
     else:
         _run_strict(job, test_input, out, prelude, workdir, encode_value, numpy_types)
 
@@ -317,11 +319,26 @@ def _run_strict(job, test_input, out: _Exit, prelude, workdir, encode_value, num
     _value_report(out, value, encode_value, numpy_types)
 
 
-def _run_apps(job, test_input, out: _Exit, encode_value, numpy_types) -> None:
-    """As `run_test` of the 2021 harness: the source as is, a bare globals dict, StringIO streams."""
+class _Alarm(Exception):
+    """The harness's TimeoutException: SIGALRM raises it inside the program (an Exception, as in APPS)."""
+
+
+def _raise_alarm(*_):
+    raise _Alarm("alarm went off")
+
+
+def _alarm(seconds: float) -> None:
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _run_apps(job, test_input, out: _Exit, encode_value, numpy_types, alarm: float) -> None:
+    """As `run_test` of the 2021 harness: the source as is, a bare globals dict, StringIO streams,
+    and its alarm: `alarm` seconds for loading (with Solution()), then `alarm` seconds for the call."""
     call = job["fn_name"] is not None
-    out.report({"loading": True})  # a timeout before the next report is a load timeout (-2 in APPS)
+    out.report({"loading": True})  # killed before the next report: a load timeout (-2 in APPS)
     g = {"__builtins__": builtins}
+    _signal.signal(signal.SIGALRM, _raise_alarm)
+    _alarm(alarm)
     try:
         exec(compile(job["code"], "tmp_sol", "exec", dont_inherit=True), g)
     except SystemExit as exc:
@@ -329,12 +346,14 @@ def _run_apps(job, test_input, out: _Exit, encode_value, numpy_types) -> None:
                              f"exited here (no verdict)"})
         out.finish(EXIT_LOAD_ERROR)
     except BaseException as exc:
-        out.report({"error": describe(exc)})
+        out.report({"error": describe(exc), "timeout": isinstance(exc, _Alarm), "loading": True})
         out.finish(EXIT_LOAD_ERROR)
     try:
         holder = g["Solution"]() if job["solution_class"] else None
+        _alarm(0)
     except BaseException as exc:
-        out.report({"error": f"Solution() failed: {describe(exc)}"})
+        out.report({"error": f"Solution() failed: {describe(exc)}", "timeout": isinstance(exc, _Alarm),
+                    "loading": True})
         out.finish(EXIT_LOAD_ERROR)
     try:
         target = getattr(holder, job["method"]) if holder is not None else g[job["method"]]
@@ -342,10 +361,18 @@ def _run_apps(job, test_input, out: _Exit, encode_value, numpy_types) -> None:
         out.report({"error": f"no {job['method']!r} to call: the 2021 harness runs no test"})
         out.finish(EXIT_NO_FUNCTION)
     out.report({"loaded": True})
+    _alarm(alarm)
     if call:
         _apps_call(test_input, target, out, encode_value, numpy_types)
     else:
         _apps_stdin(test_input, target, out)
+
+
+def _failed(out: _Exit, exc: BaseException) -> None:
+    """A call that raised: APPS's -1, said to be a timeout when its alarm went off."""
+    _alarm(0)
+    out.report({"error": describe(exc), "timeout": isinstance(exc, _Alarm)})
+    out.finish(EXIT_ERROR)
 
 
 def _apps_call(inputs, target, out: _Exit, encode_value, numpy_types) -> None:
@@ -356,9 +383,9 @@ def _apps_call(inputs, target, out: _Exit, encode_value, numpy_types) -> None:
         pass
     try:
         value = target(*inputs)
+        _alarm(0)
     except BaseException as exc:
-        out.report({"error": describe(exc)})
-        out.finish(EXIT_ERROR)
+        _failed(out, exc)
     _value_report(out, value, encode_value, numpy_types)
 
 
@@ -382,12 +409,12 @@ def _apps_stdin(inputs, target, out: _Exit) -> None:
     captured = sys.stdout = io.StringIO()
     try:
         target()
+        _alarm(0)
     except SystemExit:
-        pass
+        _alarm(0)
     except BaseException as exc:
         sys.stdout = out.stdout
-        out.report({"error": describe(exc)})
-        out.finish(EXIT_ERROR)
+        _failed(out, exc)
     sys.stdout = out.stdout
     try:  # only what went through sys.stdout counts: fd 1 is emptied and gets the captured text
         data = captured.getvalue().encode("utf-8", "surrogatepass")

@@ -485,6 +485,9 @@ class Worker:
         return True
 
     def run_test(self, job: dict, test_input, timeout: float) -> tuple[dict, bytes | None]:
+        """One test in a fresh child. The APPS judge times loading and the call apart, each with
+        its own alarm (as the harness did); the hard limit then covers both, plus a second."""
+        alarm, timeout = timeout, (2 * timeout + 1 if job["judge"] == P.APPS else timeout)
         files: dict[str, int] = {}
         workdir = tempfile.mkdtemp(prefix="appsneo-", dir=self.scratch)
         try:
@@ -503,7 +506,7 @@ class Worker:
             if pid == 0:  # pragma: no cover - runs in the child, which must never get back here
                 try:
                     child.run_child(job, test_input, files, workdir, self.iso, self.prelude, timeout,
-                                    P.encode_value, NUMPY_TYPES)
+                                    P.encode_value, NUMPY_TYPES, alarm)
                 finally:
                     os._exit(child.EXIT_SETUP)
             self.current = pid
@@ -516,7 +519,7 @@ class Worker:
                 except OSError:
                     pass
             leftovers = self.kill_leftovers()
-            return self.outcome(job, files, status, rusage, timed_out, seconds, timeout, leftovers)
+            return self.outcome(job, files, status, rusage, timed_out, seconds, timeout, leftovers, alarm)
         finally:
             for fd in files.values():
                 os.close(fd)
@@ -610,7 +613,7 @@ class Worker:
             except OSError:
                 pass
 
-    def outcome(self, job, files, status, rusage, timed_out, seconds, timeout, leftovers):
+    def outcome(self, job, files, status, rusage, timed_out, seconds, timeout, leftovers, alarm):
         """(TEST header, blob) of one finished child: its stdout, or its encoded value, as the blob."""
         out = {"seconds": round(seconds, 6), "cpu": round(rusage.ru_utime + rusage.ru_stime, 6),
                "leftovers": leftovers}
@@ -625,10 +628,10 @@ class Worker:
             report = report if isinstance(report, dict) else {}
         code = os.waitstatus_to_exitcode(status)
         cpu_limited = code in (-signal.SIGXCPU, -signal.SIGKILL) and out["cpu"] >= math.ceil(timeout)
-        if timed_out or cpu_limited:
+        if timed_out or cpu_limited or report.get("timeout") is True:
             loading = job["judge"] == P.APPS and report.get("loading") and not report.get("loaded")
             out.update(status=P.LOAD_ERROR if loading else P.TIMEOUT,
-                       error=f"time limit of {timeout:g} s exceeded" + (" while loading" if loading else ""))
+                       error=f"time limit of {alarm:g} s exceeded" + (" while loading" if loading else ""))
             return out, None
         message = report.get("error") if isinstance(report.get("error"), str) else None
         if code == child.EXIT_OK:

@@ -144,3 +144,16 @@ def test_golden_verdicts_of_the_2021_harness(ex):
     agree = len(golden) - sum(differ.values())
     print(f"\nper-test verdicts identical to the 2021 harness: {agree}/{len(golden)}; differences by kind: {dict(differ)}")
     assert len(golden) == 1723 and agree / len(golden) >= 0.99
+
+
+def test_loading_and_each_call_have_their_own_alarm_as_in_apps(ex):
+    """The harness timed the module load and each call apart (signal.alarm before each)."""
+    slow_load = "import time\ntime.sleep(0.7)\ndef f(x):\n\ttime.sleep(0.7)\n\treturn x\n"
+    tests = {"fn_name": "f", "inputs": [[1], [2]], "outputs": [1, 2]}
+    r = ex.run(slow_load, tests, judge=APPS, timeout=1)
+    assert r.apps_codes == [True, True], r.errors  # 1.4 s per test, but never 1 s in one step
+    assert ex.run(slow_load, tests, judge=STRICT, timeout=1).verdicts == ["timeout"] * 2
+    hang = ex.run("import time\ntime.sleep(5)\ndef f(x):\n\treturn x\n", tests, judge=APPS, timeout=0.5)
+    assert hang.apps_codes == [-2] and "while loading" in hang.errors[0]
+    call = ex.run("def f(x):\n\twhile True:\n\t\tpass\n", tests, judge=APPS, timeout=0.5)
+    assert call.apps_codes == [-1, -1] and call.verdicts == ["timeout"] * 2
