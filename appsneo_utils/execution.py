@@ -305,7 +305,10 @@ class _Worker:
         self.running: _Running | None = None
         self.lost: str | None = None  # why it can judge no more (died, stalled, poisoned)
         auto = isolation == "auto"
-        self.send({"op": P.CONFIG, "setuid": auto, "namespaces": auto, "hide": list(hide)})
+        try:
+            self.send({"op": P.CONFIG, "setuid": auto, "namespaces": auto, "hide": list(hide)})
+        except OSError:
+            pass  # it did not start: wait_ready says why, from its log
 
     def send(self, obj: dict) -> None:
         self.proc.stdin.write((json.dumps(obj) + "\n").encode())
