@@ -1,4 +1,4 @@
-"""Agreement with an independent APPS harness, and the human solutions of 101 real problems.
+"""Agreement with the 2021 APPS harness itself and with an independent one; the human solutions of 101 real problems.
 
 Uses the real data beside the project (../shared/data); skips when it is absent. Run with `-s` to
 see the report.
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "apps_sample"
 LAYOUT = SAMPLE / "original_layout" / "train"
 REAL = SAMPLE / "apps_train_sample.jsonl"
+GOLDEN = ROOT.parent / "shared" / "data" / "apps_harness_golden"
 # Problems that accept several correct outputs (the statement says "print any"): a fixed expected
 # output cannot judge them; the APPS harness's order-insensitive set comparison happens to accept
 # some of these, our cascade (by design) does not.
@@ -87,3 +88,44 @@ def test_first_human_solution_of_real_problems(ex):
     assert passed / len(results) >= 0.95
     unexplained = {pid: v for pid, v in failures.items() if pid not in SPECIAL_JUDGE}
     assert not unexplained, f"failures without a known reason: {unexplained}"
+
+
+def _golden() -> tuple[list[dict], list[dict]]:
+    read = lambda name: [json.loads(line) for line in (GOLDEN / name).read_text().splitlines()]  # noqa: E731
+    samples, verdicts = read("samples.jsonl"), read("verdicts.jsonl")
+    assert [(s["problem_id"], s["sample_id"]) for s in samples] == \
+        [(v["problem_id"], v["sample_id"]) for v in verdicts], "samples and verdicts out of step"
+    return samples, verdicts
+
+
+@pytest.mark.skipif(not (GOLDEN / "verdicts.jsonl").is_file() or not REAL.is_file(),
+                    reason=f"shared test data absent: {GOLDEN}")
+def test_apps_judge_gives_the_2021_harness_verdicts_test_by_test(ex):
+    """judge="apps" in the sandbox against run_test's own per-test codes on 1,723 programs (golden README)."""
+    samples, verdicts = _golden()
+    frame = load_apps(str(REAL), split="train", verbose=False)
+    tests = {int(row.problem_id): row.tests for row in frame.itertuples()}
+    jobs = [(i, s["code"], tests[s["problem_id"]]) for i, s in enumerate(samples)]
+    ours = dict(ex.run_many(jobs, judge="apps"))
+    total, agree, aborted, unexplained = Counter(), Counter(), [], []
+    for i, (sample, verdict) in enumerate(zip(samples, verdicts)):
+        kind, mine = sample["kind"], ours[i].apps_codes
+        total[kind] += 1
+        if verdict["status"] == "harness_aborted":
+            # A call-based program's top-level exit(): the SystemExit left run_test, so the original
+            # evaluation would have stopped with no verdict; the kit records a compile error (-2).
+            aborted.append(f"  {sample['problem_id']} {sample['sample_id']}: harness aborted, ours {mine}")
+            assert mine == [-2], aborted[-1]
+        elif json.dumps(mine) == json.dumps(verdict["results"]):  # json: True and 1 stay apart
+            agree[kind] += 1
+        else:
+            unexplained.append(f"  {sample['problem_id']} {sample['sample_id']}: harness "
+                               f"{verdict['results']}, ours {mine} {ours[i].errors[:1]}")
+    share = sum(agree.values()) / len(samples)
+    print("\nagreement with the 2021 APPS harness (identical per-test codes), per kind:")
+    for kind in sorted(total):
+        print(f"  {kind:28s} {agree[kind]:4d}/{total[kind]:4d}")
+    print(f"  overall {sum(agree.values())}/{len(samples)} = {share:.2%}")
+    print("\n".join(aborted + unexplained))
+    assert not unexplained, "disagreements without a known reason:\n" + "\n".join(unexplained)
+    assert share >= 0.99
