@@ -31,7 +31,8 @@ import types
 # exit codes of a child (anything else, or a signal, is a runtime error)
 EXIT_OK, EXIT_ERROR, EXIT_LOAD_ERROR, EXIT_NO_FUNCTION, EXIT_SETUP = 0, 101, 102, 103, 104
 
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWNET = (
+    0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x40000000)
 PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 22, 36, 38
 KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
 KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
@@ -89,6 +90,22 @@ def _seccomp_filter():
 SECCOMP = _seccomp_filter()
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Empties every capability set (a worker in its own user namespace holds all of them there:
+    a program keeping them could unmount the private folders and the hidden ones)."""
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
+    if LIBC.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed: the program would keep the worker's capabilities")
+
+
 def _block_network():
     """Fallback when no network namespace could be made: refuse sockets at the audit hook."""
     blocked = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
@@ -130,6 +147,8 @@ def _confine(job: dict, files: dict, workdir: str, iso, timeout: float) -> None:
             handle.write(str(os.getpid()))
     if iso.ipcns:  # SysV objects, POSIX queues: gone with the test's last process
         LIBC.unshare(CLONE_NEWIPC | CLONE_NEWUTS)
+    if iso.userns:
+        drop_capabilities()
     if iso.uid is not None:
         os.setgroups([])
         os.setgid(iso.gid)

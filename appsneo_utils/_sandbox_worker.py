@@ -124,7 +124,10 @@ class _Isolation:
         self.hidden_data: list[str] = []  # --hide paths made empty for the sandbox
         self.notes: list[str] = []
         self.cgroup = self.cgroup_dir = self.cgroup_limit_file = None
-        if allow_namespaces and self.root and self.linux and LIBC is not None:
+        # An ordinary user gets namespaces through a user namespace of its own (where the kernel
+        # allows it); its children then drop the capabilities that namespace gave the worker.
+        self.userns = allow_namespaces and self.linux and LIBC is not None and not self.root and _user_namespace()
+        if allow_namespaces and (self.root or self.userns) and self.linux and LIBC is not None:
             self._namespaces(hide)
             self._make_cgroup()
         self.subreaper = child.prctl(child.PR_SET_CHILD_SUBREAPER, 1)
@@ -277,7 +280,7 @@ class _Isolation:
                 "mountns": self.mountns, "private_dirs": self.private_dirs,
                 "subreaper": self.subreaper, "pidfd": self.pidfd, "base_vm_mb": self.base_vm >> 20,
                 "numpy": numpy is not None, "ipcns": self.ipcns, "hidepid": self.hidepid,
-                "seccomp": self.seccomp, "cgroup": self.cgroup_dir, "hidden": self.hidden,
+                "seccomp": self.seccomp, "cgroup": self.cgroup_dir, "userns": self.userns, "hidden": self.hidden,
                 "hidden_data": self.hidden_data, "notes": self.notes}
 
 
@@ -318,6 +321,17 @@ def _vm_size() -> int:
 def _keep_paths() -> list[str]:
     """What the sandbox must still read: the interpreter, its libraries, this kit's sandbox files."""
     return [os.path.realpath(p) for p in [sys.prefix, sys.base_prefix, __file__, *sys.path] if p]
+
+
+def _user_namespace() -> bool:
+    """Enters a new user namespace mapping our own uid and gid to themselves; False where refused."""
+    uid, gid = os.getuid(), os.getgid()
+    if LIBC.unshare(child.CLONE_NEWUSER) != 0:
+        return False
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:  # an error here is fatal: unmapped ids read nothing
+            f.write(text)
+    return True
 
 
 def _probe_seccomp() -> bool:

@@ -286,3 +286,56 @@ def test_a_cleanup_failure_poisons_the_worker_and_the_rest_is_judged_on_a_fresh_
             os.close(fd)
             os.unlink(path)
             os.rmdir(os.path.dirname(path))
+
+
+NOBODY_CHECK = r'''
+import sys
+sys.path.insert(0, sys.argv[1])
+from appsneo_utils.execution import Executor
+checks = {
+    "capabilities": ("print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])", "0000000000000000"),
+    "unmount": (f"import ctypes\nl = ctypes.CDLL(None)\nprint(l.umount2(b'/tmp', 2), l.umount2({sys.argv[1] + '/data'!r}.encode(), 2))",
+                "-1 -1"),
+    "data": (f"import os\nprint(os.listdir({sys.argv[1] + '/data'!r}))", "[]"),
+    "unix": ("import socket\ntry:\n\tsocket.socket(socket.AF_UNIX).connect('/x')\nexcept PermissionError:\n\tprint(0)", "0"),
+    "network": ("import socket\ntry:\n\tsocket.create_connection(('127.0.0.1', 22), timeout=1)\nexcept OSError:\n\tprint(0)", "0"),
+    "ipc": ("import ctypes\nl = ctypes.CDLL(None)\nprint(int(l.shmget(0x1234, 4096, 0o1666) >= 0))", "1"),
+    "ipc_gone": ("import ctypes\nl = ctypes.CDLL(None)\nprint(int(l.shmget(0x1234, 4096, 0o666) >= 0))", "0"),
+}
+with Executor(1) as ex:
+    info = ex.isolation
+    assert info["userns"] and info["netns"] and info["mountns"] and info["ipcns"] and info["seccomp"], info
+    for name, (code, want) in checks.items():
+        r = ex.run(code, {"inputs": [""], "outputs": [want + "\n"]})
+        assert r.passed, (name, r.errors)
+print("ALL OK")
+'''
+
+
+def test_an_ordinary_user_gets_namespaces_through_a_user_namespace(tmp_path):
+    """Run as nobody (from root, where the interpreter may sit under a 0700 /root: a private mount
+    exposes it): the worker makes a user namespace, and with it the network, mount and IPC ones;
+    its children hold no capabilities (they cannot unmount the private or hidden folders)."""
+    import shutil
+
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
+        pytest.skip("needs root with unshare and setpriv to become an ordinary user")
+    script = tmp_path / "check.py"
+    script.write_text(NOBODY_CHECK)
+    script.chmod(0o644)
+    tmp_path.chmod(0o755)
+    for parent in tmp_path.parents:
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o005)
+    prefix, expose = os.path.realpath(sys.base_prefix), ""
+    blocker = next((p for p in Path(prefix).parents if p != Path("/") and not p.stat().st_mode & 0o001), None)
+    if blocker is not None:  # e.g. pyenv under /root: a tmpfs over /root with only the interpreter in it
+        expose = (f"mkdir -p /mnt/appsneo-py && mount --bind {prefix} /mnt/appsneo-py && "
+                  f"mount -t tmpfs tmpfs {blocker} && mkdir -p {prefix} && mount --move /mnt/appsneo-py {prefix} && ")
+    command = (f"mount --make-rprivate / && {expose}cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups "
+               f"env HOME=/tmp {sys.executable} {script} {ROOT}")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=120)
+    if "unshare failed" in proc.stderr or "Operation not permitted" in proc.stderr and "ALL OK" not in proc.stdout:
+        pytest.skip(f"this machine refuses the namespaces: {proc.stderr[-300:]}")
+    assert "ALL OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
