@@ -256,7 +256,7 @@ class _Round3(dict):
 # ------------------------------------------------------------------------------------ call-based
 
 def compare_call(value: Any, expected: Any) -> bool:
-    """run_test's call-based verdict on the returned value, decoded losslessly (tuples stay tuples, int dict keys stay ints).
+    """run_test's call-based verdict on the returned value, decoded losslessly (tuples stay, int keys stay).
 
     A tuple is read as a list; then the value equals the expected one, or its first element when
     the expected value is a non-empty list, or (a list of tuples) its tuples as lists equal that first
