@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from appsneo_utils import apps_judge
-from appsneo_utils.execution import (APPS, COMPILE_ERROR, PASSED, RUNTIME_ERROR, STRICT, WRONG_ANSWER,
+from appsneo_utils.execution import (APPS, COMPILE_ERROR, RUNTIME_ERROR, STRICT, WRONG_ANSWER,
                                      Executor)
 from conftest import SHARED
 
