@@ -1,24 +1,26 @@
 """Warm sandbox worker: forks one isolated child per test of an untrusted program.
 
 Started by `appsneo_utils.execution.Executor` as `python -s -P _sandbox_worker.py` (its options
-come in the protocol's CONFIG message), never imported by the caller. Standard library only (plus numpy, preloaded when installed), so
-that it starts fast and its address space stays small. It speaks the protocol of
-`_sandbox_protocol.py` on private descriptors (moved off stdin/stdout at start-up) and never sees
-expected outputs: it sends back what each child printed or returned, and the caller compares. A
-child inherits this process's memory, so anything held here is readable by the program.
+come in the protocol's CONFIG message: a forked child could read a command line back), never
+imported by the caller. Standard library only (plus numpy, preloaded when installed), so that it
+starts fast and its address space stays small. It speaks the protocol of `_sandbox_protocol.py`
+on private descriptors (moved off stdin/stdout at start-up) and never sees expected outputs: it
+sends back what each child printed or returned, and the caller compares. A child inherits this
+process's memory, so anything held here is readable by the program.
 
 Isolation (Linux as root, the full set): the worker unshares a network namespace (no network), an
 IPC and a mount namespace with private tmpfs over the world-writable folders (/tmp, /var/tmp,
 /dev/shm, /run/lock), a /proc that hides other users' processes (hidepid), and empty read-only
 mounts over the folders and files CONFIG names (data, run folders, the problems file); it makes
-a memory cgroup for its children. Each child (`_sandbox_child.py`) gets its own session, its own
-IPC and UTS namespaces, the cgroup, a uid/gid unique to this worker (so `kill(-1)` from that uid
-reaches every process the program left behind and nothing else), a fresh session keyring,
-no_new_privs, rlimits, a seccomp filter refusing AF_UNIX sockets, a fresh working directory and
-a scrubbed environment. After every test the worker kills what the uid left and empties the
-private folders, iteratively; when that fails it reports POISONED and exits, and the caller
-judges the remaining tests on a fresh worker. Whatever is not permitted falls back (see
-`_Isolation`) and is reported in the READY message.
+a memory cgroup for its children. As an ordinary user it first enters a user namespace of its
+own and then makes the same namespaces (no uid drop, no cgroup, no hidepid). Each child
+(`_sandbox_child.py`) gets its own session, its own IPC and UTS namespaces, the cgroup, a uid/gid
+unique to this worker (so `kill(-1)` from that uid reaches every process the program left behind
+and nothing else), a fresh session keyring, no capabilities, no_new_privs, rlimits, a seccomp
+filter refusing AF_UNIX sockets, a fresh working directory and a scrubbed environment. After every
+test the worker kills what the program left and empties the private folders, iteratively; when
+that fails it reports POISONED and exits, and the caller judges the remaining tests on a fresh
+worker. Whatever is not permitted falls back (see `_Isolation`) and is reported in READY.
 """
 
 from __future__ import annotations
