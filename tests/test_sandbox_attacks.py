@@ -98,6 +98,10 @@ def cases(world: dict) -> list[Case]:
         Case("symlink_then_stall",
              f"import os, time\nos.symlink('/etc/hostname', '/tmp/appsneo-{TOKEN}.errors.jsonl')\ntime.sleep(60)\n",
              (TIMEOUT,), tests=EMPTY, timeout=1.0, needs=("uid",)),
+        Case("symlinks_then_exit",  # several names a caller might open later, then a hard exit
+             "import os\nfor d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+             f"\tos.symlink('/etc/passwd', f'{{d}}/appsneo-{TOKEN}.jsonl')\nos._exit(0)\n",
+             (WRONG_ANSWER,), tests=EMPTY, needs=("mountns",)),
         # 6. memory the per-process address-space cap did not count
         Case("forked_children_memory",
              "import os, time\nkids = []\nfor _ in range(8):\n\tpid = os.fork()\n\tif pid == 0:\n"
