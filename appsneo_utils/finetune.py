@@ -2,6 +2,7 @@
 
     accelerate launch --multi_gpu --num_processes 8 -m appsneo_utils.finetune --all_data true
     python -m appsneo_utils.finetune --profile smoke --max_steps 20      # one process, e.g. a CPU
+    python -m appsneo_utils.finetune --profile smoke --recipe replica    # the '-all' replica, embedded default
 
 Every flag is a TrainSettings field (same names and help as the notebook parameters); a flag left
 out takes the profile's default. Values are coerced like papermill's (`--all_data true`).

@@ -3,7 +3,7 @@ cut leaves test problems of every difficulty unseen."""
 
 from appsneo_utils.data import load_apps
 from appsneo_utils.execution import run_many
-from appsneo_utils.training import dataset_order, original_cut
+from appsneo_utils.train_data import dataset_order, original_cut
 
 MINI = load_apps("mini", split="all", verbose=False)
 JOBS = [

@@ -11,7 +11,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from appsneo_utils import finetune, training
+from appsneo_utils import finetune, train_data, training
 from appsneo_utils.data import load_apps
 from appsneo_utils.modeling import load_model, tiny_model
 from conftest import ROOT
@@ -102,7 +102,7 @@ def test_smoke_profile_and_papermill_strings(tmp_path):
 
 
 def test_answer_only_masking_and_eos(tmp_path, tokenizer):
-    data = training.prepare_data(quick(tmp_path), tokenizer, verbose=False)
+    data = train_data.prepare_data(quick(tmp_path), tokenizer, verbose=False)
     eos = tokenizer.eos_token_id
     for example in data.train + data.val:
         ids, labels = example["input_ids"], example["labels"]
@@ -112,13 +112,13 @@ def test_answer_only_masking_and_eos(tmp_path, tokenizer):
         assert tokenizer.decode(ids[:n_prompt]).endswith("\nANSWER:\n")
         assert (ids[-1] == eos and labels[-1] == eos) != example["truncated"], "EOS ends every untruncated example"
         assert len(ids) <= 512
-    batch = training.collate(data.train[:2], eos)
+    batch = train_data.collate(data.train[:2], eos)
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all(), "padding has no loss"
-    assert "ends with EOS: True" in training.describe_example(data.sample, tokenizer)
+    assert "ends with EOS: True" in train_data.describe_example(data.sample, tokenizer)
 
 
 def test_overlong_examples_are_counted(tmp_path, tokenizer):
-    data = training.prepare_data(quick(tmp_path, block_size=320, val_problems=8, max_train_problems=None),
+    data = train_data.prepare_data(quick(tmp_path, block_size=320, val_problems=8, max_train_problems=None),
                                  tokenizer, verbose=False)
     c = data.counts["train"]
     assert c["dropped"] > 0 and c["kept"] + c["dropped"] == c["examples"]
@@ -129,7 +129,7 @@ def test_overlong_examples_are_counted(tmp_path, tokenizer):
 @pytest.mark.parametrize("all_data", [True, False])
 def test_grouped_split_has_no_problem_on_both_sides(tmp_path, tokenizer, mini_all, all_data):
     settings = quick(tmp_path, all_data=all_data, max_train_problems=None, val_problems=5)
-    data = training.prepare_data(settings, tokenizer, verbose=False)
+    data = train_data.prepare_data(settings, tokenizer, verbose=False)
     train, val = set(data.train_problems), set(data.val_problems)
     assert len(val) == 5 and not train & val
     splits = {s for s, _ in train | val}
@@ -140,8 +140,8 @@ def test_grouped_split_has_no_problem_on_both_sides(tmp_path, tokenizer, mini_al
     # shuffled with the seed, not the tail of the rows
     keys = sorted(solutions) if all_data else sorted(k for k in solutions if k[0] == "train")
     assert data.val_problems != keys[-5:] or data.val_problems != keys[:5]
-    other = training.split_problems(keys, 5, seed=1)[1]
-    assert set(other) != val and training.split_problems(keys, 5, seed=settings.seed)[1] == data.val_problems
+    other = train_data.split_problems(keys, 5, seed=1)[1]
+    assert set(other) != val and train_data.split_problems(keys, 5, seed=settings.seed)[1] == data.val_problems
 
 
 def test_original_rule_reproduces_run_clm_apps_cut(tmp_path, tokenizer, mini_all):
@@ -155,12 +155,12 @@ def test_original_rule_reproduces_run_clm_apps_cut(tmp_path, tokenizer, mini_all
     frame["solutions_list"] = [[f"print({p}, {k})\n" for k in range(sizes[(s, p)])]
                                for s, p in zip(frame.split, frame.problem_id)]
     frame = frame.sample(frac=1, random_state=3)  # the rows' order must not matter: ids decide
-    keys = [k for k in training.dataset_order(sizes) for _ in range(sizes[k])]
-    assert training.dataset_order(sizes) == [("train", 0), ("train", 1), ("test", 0), ("test", 1), ("test", 2)]
-    cut, seen, held_out = training.original_cut(keys)
+    keys = [k for k in train_data.dataset_order(sizes) for _ in range(sizes[k])]
+    assert train_data.dataset_order(sizes) == [("train", 0), ("train", 1), ("test", 0), ("test", 1), ("test", 2)]
+    cut, seen, held_out = train_data.original_cut(keys)
     assert (cut, seen, held_out) == (11, list(sizes), [("test", 2)])
     settings = quick(tmp_path, all_data=True, split_rule="original", max_train_problems=None)
-    data = training.prepare_data(settings, tokenizer, frame=frame, verbose=False)
+    data = train_data.prepare_data(settings, tokenizer, frame=frame, verbose=False)
     assert (data.counts["pooled_examples"], data.counts["cut"]) == (13, 11)
     assert (data.counts["train"]["examples"], data.counts["val"]["examples"]) == (11, 2)
     assert data.train_problems == list(sizes) and data.val_problems == [("test", 2)]
@@ -169,28 +169,28 @@ def test_original_rule_reproduces_run_clm_apps_cut(tmp_path, tokenizer, mini_all
     assert (record["split_rule"], record["cut"], record["train"][-1]) == ("original", 11, ["test", 2])
     assert "int(0.9 x 13) = 11 trained" in data.summary()
     with pytest.raises(ValueError, match="set all_data=True"):
-        training.prepare_data(quick(tmp_path, split_rule="original", max_train_problems=None), tokenizer,
+        train_data.prepare_data(quick(tmp_path, split_rule="original", max_train_problems=None), tokenizer,
                               verbose=False)
 
 
 def test_epoch_batches_cover_the_data_and_shard_across_processes():
-    one = training.epoch_batches(10, 3, 1, seed=0, epoch=0)
-    assert one == training.epoch_batches(10, 3, 1, seed=0, epoch=0), "a function of (seed, epoch) only"
-    assert one != training.epoch_batches(10, 3, 1, seed=0, epoch=1)
+    one = train_data.epoch_batches(10, 3, 1, seed=0, epoch=0)
+    assert one == train_data.epoch_batches(10, 3, 1, seed=0, epoch=0), "a function of (seed, epoch) only"
+    assert one != train_data.epoch_batches(10, 3, 1, seed=0, epoch=1)
     assert set(sum(one, [])) == set(range(10)) and all(len(b) == 3 for b in one)
-    two = training.epoch_batches(10, 2, 2, seed=0, epoch=0)
+    two = train_data.epoch_batches(10, 2, 2, seed=0, epoch=0)
     assert all(len(b) == 4 for b in two) and set(sum(two, [])) == set(range(10))
 
 
 def test_packing_keeps_every_token_and_mask():
     examples = [{"input_ids": [1] * n, "labels": [-100] * (n - 2) + [5, 6]} for n in (3, 4, 5, 9)]
-    blocks = training.pack(examples, 10)
+    blocks = train_data.pack(examples, 10)
     assert [len(b["input_ids"]) for b in blocks] == [7, 5, 9]
     assert [x for b in blocks for x in b["labels"]] == [x for e in examples for x in e["labels"]]
 
 
 def test_packing_option(tmp_path, tokenizer):
-    data = training.prepare_data(quick(tmp_path, packing=True, block_size=1024), tokenizer, verbose=False)
+    data = train_data.prepare_data(quick(tmp_path, packing=True, block_size=1024), tokenizer, verbose=False)
     assert data.counts["packed_blocks"] == len(data.train) < data.counts["train"]["kept"]
     assert all(len(b["input_ids"]) <= 1024 for b in data.train)
 
