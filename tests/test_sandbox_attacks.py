@@ -113,6 +113,12 @@ def cases(world: dict) -> list[Case]:
              "import os\nfds = [os.memfd_create('m') for _ in range(20)]\n"
              "for fd in fds:\n\tfor _ in range(30):\n\t\tos.write(fd, b'x' * (1 << 20))\nprint('none')\n",
              (RUNTIME_ERROR,), tests=EMPTY, memory_mb=64, timeout=6.0, needs=("cgroup",)),
+        Case("sysv_segments_memory",
+             LIBC + "libc.shmat.restype = ctypes.c_void_p\nfor i in range(10):\n"
+             "\tshm = libc.shmget(0, 30 << 20, 0o1600)\n\tat = libc.shmat(shm, None, 0)\n"
+             "\tctypes.memset(at, 1, 30 << 20)\n\tlibc.shmdt(ctypes.c_void_p(at))\n"  # detached: RLIMIT_AS never sees it
+             "print('none')\n",
+             (RUNTIME_ERROR,), tests=EMPTY, memory_mb=64, timeout=6.0, needs=("cgroup", "ipcns")),
         Case("huge_literal_compiled",
              "x = (" + "1, " * 1_400_000 + ")\nprint('none')\n",
              (RUNTIME_ERROR, COMPILE_ERROR, TIMEOUT), tests=EMPTY, memory_mb=16, timeout=6.0),
