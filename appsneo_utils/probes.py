@@ -478,8 +478,8 @@ FULL_DEFAULTS = dict(source="codeparrot/apps", split="test", nll_problems=200, s
                      sample_problems=60, n=10, max_new_tokens=384, batch_size=16)
 # The embedded default probes every mini problem of both splits: with the -all replica most are seen, so
 # the training format's advantage is large and 36 paired problems give intervals that can exclude 0.
-SMOKE_DEFAULTS = dict(source="mini", split="all", nll_problems=100, solutions_per_problem=2, sample_problems=100, n=4,
-                      max_new_tokens=160, batch_size=48)
+SMOKE_DEFAULTS = dict(source="mini", split="all", nll_problems=100, solutions_per_problem=1, sample_problems=100, n=2,
+                      max_new_tokens=256, batch_size=72)
 
 
 def notebook_settings(full: bool, *, model_name="", data_source="", split="", formats="all", nll_problems=0,

@@ -1,10 +1,12 @@
 """A real browser uses the sampling panel: JupyterLab + Debian's Chromium driven by Playwright.
 
-The test serves a parameterised copy of notebooks/03_sample.ipynb from a temporary root, runs all
-cells from JupyterLab's Run menu, moves two sliders (typing into one's readout, arrow keys on the
-other's handle), clicks Generate, waits for the highlighted code, clicks Run tests and checks the
-verdict table. Screenshots go to test-artifacts/ (gitignored). Skips only when Chromium,
-Playwright or JupyterLab is missing; CI installs them, so there it runs.
+The test first trains a small "-all replica" (the tiny GPT-Neo memorising three short mini test
+problems, about half a minute), then serves a parameterised copy of notebooks/03_sample.ipynb that
+uses it from a temporary root, runs all cells from JupyterLab's Run menu, moves two sliders (typing
+into one's readout, arrow keys on the other's handle), clicks Generate on the problem the panel
+opens on (one the model trained on), waits for the highlighted code, checks that it reads as Python,
+clicks Run tests and checks that a test passes. Screenshots go to test-artifacts/ (gitignored).
+Skips only when Chromium, Playwright or JupyterLab is missing; CI installs them, so there it runs.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from conftest import ROOT
 NOTEBOOK = ROOT / "notebooks" / "03_sample.ipynb"
 ARTIFACTS = ROOT / "test-artifacts"
 VERDICTS = {"passed", "wrong_answer", "runtime_error", "timeout", "compile_error"}
-# Small and quick: one problem headless, two samples of 40 tokens in the panel to start with.
-PARAMETERS = dict(profile="smoke", n_problems=1, n_samples=2, max_new_tokens=40, temperature=0.8, seed=0)
+# Small and quick: one problem headless, two samples in the panel to start with; long enough for a
+# memorised solution of the replica's short problems.
+PARAMETERS = dict(profile="smoke", n_problems=1, n_samples=2, max_new_tokens=160, temperature=0.8, seed=0)
+REPLICA_PROBLEMS = 3  # the mini test problems with the shortest solutions: two trained on, one held out
 RUN_ALL_TIMEOUT_S = 300
 GENERATE_TIMEOUT_S = 120
 TESTS_TIMEOUT_S = 120
@@ -34,14 +38,47 @@ MISSING = missing_browser_stack()
 pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRED, reason=str(MISSING))
 
 
-def _parameterised_copy(folder):
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory):
+    """The model folder of a tiny GPT-Neo that memorised two short mini test problems (its record says which)."""
+    from appsneo_utils import data, training
+
+    if MISSING is not None:
+        pytest.fail(f"APPSNEO_REQUIRE_BROWSER is set but the browser stack is missing: {MISSING}")
+    frame = data.load_apps("mini", split="test", verbose=False)
+    frame = frame.assign(length=frame["solutions_list"].map(lambda s: max(map(len, s))))
+    frame = frame.nsmallest(REPLICA_PROBLEMS, "length").drop(columns="length")
+    settings = training.make_settings("smoke", all_data=True, val_problems=1, epochs=100, learning_rate=3e-3,
+                                      warmup_steps=5, grad_accum=1, batch_size=4, log_every=50,
+                                      output_dir=str(tmp_path_factory.mktemp("replica")))
+    model, tokenizer = training.build_model(settings, verbose=False)
+    prepared = training.prepare_data(settings, tokenizer, frame=frame, verbose=False)
+    result = training.run(settings, model=model, tokenizer=tokenizer, data=prepared)
+    assert result.completed and training.load_trained_problems(settings.model_dir)
+    return settings.model_dir
+
+
+def _parameterised_copy(folder, model_dir):
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), PARAMETERS)
+    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), {**PARAMETERS, "model_name": str(model_dir)})
     target = folder / NOTEBOOK.name
     nbformat.write(nb, target)
     return target
+
+
+def _reads_as_python(code: str) -> bool:
+    """Non-empty code that Python parses: what a reader of the screenshot should see."""
+    import ast
+
+    if not code.strip() or code.strip() == "(empty program)":
+        return False
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _wait_for_run_all(page, timeout_s):
@@ -93,12 +130,10 @@ def _set_readout(page, slider_class, value):
     return readout
 
 
-def test_panel_generates_code_and_verdicts_in_jupyterlab(tmp_path):
-    if MISSING is not None:
-        pytest.fail(f"APPSNEO_REQUIRE_BROWSER is set but the browser stack is missing: {MISSING}")
+def test_panel_generates_code_and_verdicts_in_jupyterlab(tmp_path, replica):
     root = tmp_path / "lab"
     root.mkdir()
-    _parameterised_copy(root)
+    _parameterised_copy(root, replica)
     ARTIFACTS.mkdir(exist_ok=True)
     env = {"APPSNEO_RUNS": str(tmp_path / "runs"), "APPSNEO_FIGURES": str(tmp_path / "figures"),
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -137,7 +172,7 @@ def test_panel_generates_code_and_verdicts_in_jupyterlab(tmp_path):
             codes = page.locator(".appsneo-code pre")
             assert codes.count() == 3, "one highlighted program per sample"
             texts = [codes.nth(k).inner_text() for k in range(3)]
-            assert any(t.strip() and t.strip() != "(empty program)" for t in texts), texts
+            assert any(_reads_as_python(t) for t in texts), f"no sample parses as Python: {texts}"
             assert generate.is_enabled()
 
             run_tests = page.locator("button.appsneo-run-tests")
@@ -151,6 +186,7 @@ def test_panel_generates_code_and_verdicts_in_jupyterlab(tmp_path):
             verdicts = [cells.nth(k).inner_text().strip() for k in range(cells.count())]
             assert verdicts and set(verdicts) <= VERDICTS, verdicts
             assert len(verdicts) % 3 == 0, "every sample has one verdict per test"
+            assert "passed" in verdicts, f"the replica recalls a problem it saw, yet no test passed: {verdicts}"
             summary = page.locator(".appsneo-summary").inner_text()
             assert re.search(r"\d+ of 3 samples pass all \d+ tests", summary), summary
             assert page.locator(".appsneo-error").inner_text().strip() == ""
