@@ -148,7 +148,7 @@ def fig_recall(table: pd.DataFrame, *, title: str):
 
     scored = table[table["similarity"].notna()]
     bins = np.linspace(0, 1, 21)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=False)
     panels = [("seen", {"seen": scored["seen"] == True, "unseen": scored["seen"] == False}),  # noqa: E712
               ("outcome", {"passing": scored["passed"] == True, "failing": scored["passed"] == False})]  # noqa: E712
     for ax, (name, masks) in zip(axes, panels):
@@ -159,7 +159,7 @@ def fig_recall(table: pd.DataFrame, *, title: str):
                 ax.hist(values, bins=bins, alpha=0.6,
                         label=f"{label}: {len(values)} samples, {share:.0%} near-verbatim")
         ax.axvline(NEAR_VERBATIM, color="black", linestyle="--", lw=1)
-        ax.set(xlabel="similarity to the closest human solution (0 to 1, token edit distance)", ylabel="samples",
+        ax.set(xlabel="similarity to the closest human solution (0 to 1)", ylabel="samples",
                xlim=(0, 1), title=f"by {'training exposure' if name == 'seen' else 'test outcome'}")
         ax.legend(fontsize=9)
     fig.suptitle(title + f"\ndashed line: near-verbatim threshold {NEAR_VERBATIM}", fontsize=11)

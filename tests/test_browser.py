@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRED, reason=str
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory):
     """The model folder of a tiny GPT-Neo that memorised two short mini test problems (its record says which)."""
-    from appsneo_utils import data, training
+    from appsneo_utils import data, train_data, training
 
     if MISSING is not None:
         pytest.fail(f"APPSNEO_REQUIRE_BROWSER is set but the browser stack is missing: {MISSING}")
@@ -52,7 +52,7 @@ def replica(tmp_path_factory):
                                       warmup_steps=5, grad_accum=1, batch_size=4, log_every=50,
                                       output_dir=str(tmp_path_factory.mktemp("replica")))
     model, tokenizer = training.build_model(settings, verbose=False)
-    prepared = training.prepare_data(settings, tokenizer, frame=frame, verbose=False)
+    prepared = train_data.prepare_data(settings, tokenizer, frame=frame, verbose=False)
     result = training.run(settings, model=model, tokenizer=tokenizer, data=prepared)
     assert result.completed and training.load_trained_problems(settings.model_dir)
     return settings.model_dir
