@@ -140,10 +140,18 @@ def notebook_html(path: Path) -> str:
     return EXTERNAL_SCRIPT.sub("", body)
 
 
-def notebooks_html(folder: Path) -> str:
+def scrub_paths(text: str, anchors: dict) -> str:
+    """`text` with this machine's folders (runs/, figures/, the checkout) written as the kit names them."""
+    for folder, name in sorted(anchors.items(), key=lambda item: -len(str(item[0]))):  # longest first
+        text = text.replace(str(folder).rstrip("/") + "/", f"{name}/" if name else "").replace(str(folder), name or ".")
+    return text
+
+
+def notebooks_html(folder: Path, anchors: dict) -> str:
+    """Each executed notebook in an iframe; the folders of this machine in its outputs shortened (`scrub_paths`)."""
     parts = []
     for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
-        doc = html.escape(notebook_html(path), quote=True)
+        doc = html.escape(scrub_paths(notebook_html(path), anchors), quote=True)
         parts.append(f"<h3 id='nb-{path.stem}'>{html.escape(path.stem)}</h3>"
                      f"<iframe title='{path.stem}' srcdoc=\"{doc}\" loading='lazy' "
                      "onload=\"this.style.height=(this.contentDocument.body.scrollHeight+40)+'px'\"></iframe>")
@@ -179,7 +187,7 @@ def build(out: Path | None = None, *, runs: Path = RUNS_DIR, figures: Path = FIG
 <h2 id="provenance">Provenance</h2>
 <p>commit <code>{html.escape(prov['commit'])}</code>{dirty}; written {prov['date']}.</p>
 {_table(versions, '')}<h3>Settings</h3><pre>{html.escape(settings)}</pre>
-<h2 id="notebooks">The executed notebooks</h2>{notebooks_html(Path(notebooks) if notebooks else runs / 'notebooks')}
+<h2 id="notebooks">The executed notebooks</h2>{notebooks_html(Path(notebooks) if notebooks else runs / 'notebooks', {runs: 'runs', figures: 'figures', ROOT: ''})}
 </body></html>
 """
     out.parent.mkdir(parents=True, exist_ok=True)

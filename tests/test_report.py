@@ -24,13 +24,14 @@ def _links(page: str) -> list[tuple[str, str]]:
     return found
 
 
-def _executed_notebook(path, png: bytes):
+def _executed_notebook(path, png: bytes, runs):
     import base64
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# 05 · Probe\n\nA notebook with a figure."),
                 nbformat.v4.new_code_cell("plot()", execution_count=1, outputs=[nbformat.v4.new_output(
-                    "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"})])]
+                    "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}),
+                    nbformat.v4.new_output("stream", name="stdout", text=f"wrote {runs}/05_probes/deltas.csv\n")])]
     nbformat.write(nb, path)
 
 
@@ -46,7 +47,7 @@ def run_folders(tmp_path, monkeypatch):
     ax.set_title(f"loss of {tmp_path}/runs/02_finetune/model")  # an absolute path: must not reach the file
     png = plotting.save_fig(fig, "02_finetune", "loss")
     (runs / "notebooks").mkdir(parents=True)
-    _executed_notebook(runs / "notebooks" / "05_probes.ipynb", png.read_bytes())
+    _executed_notebook(runs / "notebooks" / "05_probes.ipynb", png.read_bytes(), runs)
     summary = {"contamination": {"seen": {"problems": 8, "pass@1": 0.9, "low": 0.8, "high": 1.0},
                                  "unseen": {"problems": 4, "pass@1": 0.0, "low": 0.0, "high": 0.0}},
                "probes": [{"format": "docstring", "metric": "nll", "delta": 3.1, "low": 2.5, "high": 3.6}],
@@ -78,7 +79,7 @@ def test_the_report_is_one_file_with_everything_embedded(run_folders, tmp_path):
     assert not not_embedded, f"links out of the file: {not_embedded[:5]}"
     assert str(tmp_path) not in page, "no absolute path of this machine"
     for text in ("Contamination gap", "docstring", "near-verbatim", "commit", "rapidfuzz", '"epochs": 60',
-                 "05_probes"):
+                 "05_probes", "wrote runs/05_probes/deltas.csv"):
         assert text in html.unescape(page), text
 
 
