@@ -718,7 +718,9 @@ def _save_final_model(model, tokenizer, settings, data) -> None:
 
     hf_logging.disable_progress_bar()  # a one-shard "Writing model shards" bar says nothing
     try:
-        save_model(model, tokenizer, folder)
+        save_model(model, tokenizer, folder, provenance={
+            "base_model": settings.model, "trained_problems": "trained_problems.json",
+            "how": f"fine-tuned by {NOTEBOOK} (recipe {settings.recipe}, split rule {settings.split_rule})"})
     finally:
         hf_logging.enable_progress_bar()
     paths.write_json(folder / "trained_problems.json", trained_problems_record(settings, data))

@@ -11,7 +11,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from appsneo_utils import finetune, train_data, training
+from appsneo_utils import finetune, modeling, train_data, training
 from appsneo_utils.data import load_apps
 from appsneo_utils.modeling import load_model, tiny_model
 from conftest import ROOT
@@ -223,6 +223,8 @@ def test_run_writes_model_metrics_and_trained_problems(uninterrupted):
     trained, held_out = {tuple(k) for k in record["train"]}, {tuple(k) for k in record["validation"]}
     assert len(trained) == 6 and len(held_out) == 2 and not trained & held_out
     assert training.load_trained_problems(result.model_dir) == {tuple(k) for k in record["train"]}
+    provenance = modeling.read_provenance(result.model_dir)  # a contamination check reads this folder by it
+    assert provenance["base_model"] == result.settings.model and provenance["trained_problems"] == "trained_problems.json"
     # 03_sample loads it by path
     model, tokenizer = load_model(str(result.model_dir), device="cpu")
     ids = tokenizer("\nQUESTION:\nAdd two numbers.\n", return_tensors="pt")["input_ids"]
