@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from .train_data import ORIGINAL_TRAIN_SHARE, dataset_order, original_cut
 
 STATUSES = ("clean", "contaminated", "unknown")
 APPS_SPLIT_PROBLEMS = 5000  # each APPS split; the '-all' cut can only be rebuilt from both whole splits
@@ -124,35 +125,26 @@ def known_checkpoints_table() -> pd.DataFrame:
 
 # --- the seen set of the '-all' recipe -------------------------------------------------------------
 
-APPS_ALL_SPLIT = 0.9  # run_clm_apps.py: the first 90% of the concatenated train+test examples are trained on
-
-
 def apps_all_share(all_solutions: int, test_solutions: int) -> float:
     """Share of the test solutions the -all recipe trained on: the cut keeps the first 90% of N pooled
     examples, train (N - S) first, so it reaches 0.9 N - (N - S) = S - 0.1 N test ones: 1 - 0.1 N / S."""
-    return 1 - (1 - APPS_ALL_SPLIT) * all_solutions / test_solutions
+    return 1 - (1 - ORIGINAL_TRAIN_SHARE) * all_solutions / test_solutions
 
 
 def apps_all_seen(train: pd.DataFrame, test: pd.DataFrame) -> tuple[frozenset, dict]:
-    """(split, problem_id) keys the -all recipe trained on, rebuilt from its training script; and counts.
+    """(split, problem_id) keys the -all recipe trained on, rebuilt with its training script's cut; and counts.
 
-    One example per human solution, train problems then test problems in id order (the original
-    folders, sorted); the first int(0.9 * total) examples were trained on. A problem with any example
-    before the cut was seen. Needs the whole of both splits (the counts decide the cut).
+    One example per human solution, train problems then test problems in id order (train_data.original_cut,
+    the rule notebook 02's split_rule="original" trains by). Needs the whole of both splits (the counts
+    decide the cut).
     """
-    blocks = [frame.sort_values("problem_id") for frame in (train, test)]
-    sizes = [frame["solutions_list"].map(len).to_numpy() for frame in blocks]
-    total = int(sum(s.sum() for s in sizes))
-    cut = int(APPS_ALL_SPLIT * total)
-    seen, offset, test_seen_solutions = set(), 0, 0
-    for split, frame, size in zip(("train", "test"), blocks, sizes):
-        starts = offset + np.concatenate([[0], np.cumsum(size)[:-1]]).astype(int)
-        seen |= {(split, int(p)) for p in frame["problem_id"].to_numpy()[(starts < cut) & (size > 0)]}
-        if split == "test":
-            test_seen_solutions = int(np.clip(cut - starts, 0, size).sum())
-        offset += int(size.sum())
-    test_solutions = int(sizes[1].sum())
-    info = {"examples": total, "cut": cut, "test_problems": len(test),
+    solutions = {("train", int(p)): len(s) for p, s in zip(train["problem_id"], train["solutions_list"])}
+    solutions |= {("test", int(p)): len(s) for p, s in zip(test["problem_id"], test["solutions_list"])}
+    examples = [key for key in dataset_order(solutions) for _ in range(solutions[key])]
+    cut, seen, _ = original_cut(examples)
+    test_solutions = sum(n for (split, _), n in solutions.items() if split == "test")
+    test_seen_solutions = sum(1 for split, _ in examples[:cut] if split == "test")
+    info = {"examples": len(examples), "cut": cut, "test_problems": len(test),
             "test_problems_seen": sum(1 for s, _ in seen if s == "test"), "test_solutions": test_solutions,
             "test_solutions_seen": test_seen_solutions,
             "test_share_seen": test_seen_solutions / test_solutions if test_solutions else float("nan")}

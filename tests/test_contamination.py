@@ -170,13 +170,11 @@ def test_a_folder_name_means_the_same_from_notebooks_as_from_the_root(tmp_path, 
     assert modeling.resolve_model("someone/some-model").kind == "hub"
 
 
-def test_the_rebuilt_cut_agrees_with_the_replica_training_split(mini_train, mini_test):
-    """The published -all model's seen set (rebuilt here) and the 02 replica's split rule (training) are one rule."""
-    from appsneo_utils.training import original_cut
-
-    keys = [(split, int(p)) for split, frame in (("train", mini_train), ("test", mini_test))
-            for p, solutions in sorted(zip(frame["problem_id"], frame["solutions_list"])) for _ in solutions]
-    cut, seen_by_training, _ = original_cut(keys)
+def test_the_rebuilt_cut_on_the_mini_set_is_the_replicas(mini_train, mini_test):
+    """Hand-computed: 24 + 12 problems with 2 solutions each pool to 72 examples; int(0.9 * 72) = 64 keep all 48
+    train ones and the first 16 test ones, so test problems 0-7 are seen (the 02 replica trains on the same cut)."""
     seen, info = cont.apps_all_seen(mini_train, mini_test)
-    assert info["cut"] == cut and seen == set(seen_by_training)
-    assert info["test_solutions_seen"] == cut - int(mini_train["solutions_list"].map(len).sum())
+    assert (info["examples"], info["cut"], info["test_solutions"], info["test_solutions_seen"]) == (72, 64, 24, 16)
+    assert {p for s, p in seen if s == "test"} == set(range(8)) and len(seen) == 24 + 8
+    assert info["test_share_seen"] == pytest.approx(2 / 3)  # 1 - 0.1 N / S = 0.7 up to int()'s rounding:
+    assert abs(cont.apps_all_share(72, 24) - info["test_share_seen"]) < 1 / 24  # under one solution
