@@ -633,14 +633,8 @@ def write_outputs(evaluation: Evaluation) -> dict:
 
 FULL_DEFAULTS = dict(source="codeparrot/apps", n=10,
                      max_new_tokens=512, batch_size=16, limit=None, humaneval_limit=None)
-SMOKE_DEFAULTS = dict(source="mini", n=5, max_new_tokens=128, batch_size=20, limit=4, humaneval_limit=3)
-
-
-def default_model(full: bool, model_name: str | None = None) -> str:
-    """The model to evaluate, as load_model takes it (modeling.resolve_model decides)."""
-    from .modeling import resolve_model
-
-    return resolve_model(model_name, full=full).name
+# max_new_tokens: the replica's memorised mini solutions run to ~400 tokens (128 cut 4 of the 8 seen ones off)
+SMOKE_DEFAULTS = dict(source="mini", n=5, max_new_tokens=400, batch_size=20, limit=4, humaneval_limit=3)
 
 
 def notebook_settings(full: bool, *, model_name="", data_source="", split="test", difficulties="all", limit=0,
@@ -661,7 +655,9 @@ def notebook_settings(full: bool, *, model_name="", data_source="", split="test"
     except ValueError:
         raise ValueError(f"ks must be comma-separated whole numbers such as 1,5,10, got {ks!r}") from None
     limit = params.coerce_int("limit", limit, minimum=0) or base["limit"]
-    model = default_model(full, params.coerce_optional_str("model_name", model_name))
+    from .modeling import resolve_model
+
+    model = resolve_model(params.coerce_optional_str("model_name", model_name), full=full).name
     return EvalSettings(
         model=model, model_fingerprint=model_fingerprint(model),
         source=params.coerce_optional_str("data_source", data_source) or base["source"],

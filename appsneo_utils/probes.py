@@ -488,7 +488,7 @@ def notebook_settings(full: bool, *, model_name="", data_source="", split="", fo
                       seed=0) -> dict:
     """The probe settings from notebook parameters (papermill strings coerced; 0 or "" means by profile)."""
     from . import params
-    from .evaluation import default_model
+    from .modeling import resolve_model
 
     base = FULL_DEFAULTS if full else SMOKE_DEFAULTS
 
@@ -497,7 +497,7 @@ def notebook_settings(full: bool, *, model_name="", data_source="", split="", fo
 
     split = params.coerce_optional_str("split", split)
     return dict(
-        model=default_model(full, params.coerce_optional_str("model_name", model_name)),
+        model=resolve_model(params.coerce_optional_str("model_name", model_name), full=full).name,
         source=params.coerce_optional_str("data_source", data_source) or base["source"],
         split=params.coerce_choice("split", split, ["train", "test", "all"]) if split else base["split"],
         formats=probe_formats(formats),

@@ -9,8 +9,6 @@ the APPS rule that apps.py applied to every answer.
 
 from __future__ import annotations
 
-import io
-import tokenize
 from dataclasses import dataclass
 from typing import Callable
 
@@ -170,48 +168,6 @@ def reindent(code: str) -> str:
             level += 1
         out.append("\t" * level + line[len(unit) * level:])
     return "".join(line + "\n" for line in out)
-
-
-def reindent_tabs(code: str) -> str:
-    """Indent each logical line with one tab per block level (NOT the original rule: see `reindent`).
-
-    Kept only until probes.py moves to `reindent`.
-
-    Lines inside brackets and multi-line strings keep their text; code that does not tokenize
-    (Python 2, syntax errors) is returned unchanged.
-    """
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
-    except (tokenize.TokenError, IndentationError, SyntaxError):
-        return code
-    lines = code.splitlines(keepends=True)
-    widths, brackets, starts = [], 0, {}  # widths: the indentation of each open block
-    line_start = True
-    for token in tokens:
-        if token.type == tokenize.INDENT:
-            widths.append(len(token.string.expandtabs(8)))
-        elif token.type == tokenize.DEDENT:
-            widths.pop()
-        elif token.type == tokenize.NEWLINE or (token.type == tokenize.NL and brackets == 0):
-            line_start = True
-        elif token.type not in (tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER):
-            if line_start:
-                # A comment line comes before the DEDENTs of the code after it: place it by column.
-                column = len(token.line[: token.start[1]].expandtabs(8))
-                depth = sum(w <= column for w in widths) if token.type == tokenize.COMMENT else len(widths)
-                starts[token.start[0]] = depth
-            line_start = False
-            if token.type == tokenize.OP and token.string in "([{":
-                brackets += 1
-            elif token.type == tokenize.OP and token.string in ")]}":
-                brackets -= 1
-    out = []
-    for number, line in enumerate(lines, 1):
-        if number in starts:
-            out.append("\t" * starts[number] + line.lstrip(" \t"))
-        else:
-            out.append(line)
-    return "".join(out)
 
 
 @dataclass(frozen=True)

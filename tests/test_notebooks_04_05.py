@@ -73,7 +73,7 @@ def test_notebook_05_probes_offline_from_repo_root(tmp_path, isolated_outputs):
     runs, figures = isolated_outputs
     nb = run_notebook("05_probes.ipynb", ROOT, tmp_path / "05.ipynb")
     names = sorted(p.name for p in (figures / "05_probes").glob("*.png"))
-    assert names == ["deltas.png", "nll_by_format.png", "sample_rates.png"]
+    assert names == ["deltas.png", "nll_by_format.png", "recall.png", "sample_rates.png"]
     summary = json.loads((runs / "05_probes" / "summary.json").read_text())
     assert len(summary["settings"]["formats"]) >= 6 and summary["settings"]["formats"][0] == "train"
     metrics = {d["metric"] for d in summary["deltas"]}

@@ -7,7 +7,7 @@ import pytest
 from appsneo_utils.data import load_apps
 from conftest import SHARED
 from appsneo_utils.prompts import (
-    FORMATS, Example, cut_at_stop, encode_example, format_prompt, get_format, reindent, reindent_tabs,
+    FORMATS, Example, cut_at_stop, encode_example, format_prompt, get_format, reindent,
     training_examples,
 )
 
@@ -109,16 +109,6 @@ def test_reindent_reproduces_every_golden_pair():
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     wrong = [(r["problem_id"], r["solution_index"]) for r in rows if reindent(r["solution"]) != r["reindented"]]
     assert len(rows) == 1525 and not wrong
-
-
-def test_reindent_tabs():
-    code = "def f(x):\n    if x:\n        return [1,\n                2]\n    # note\n    return 0\nprint(f(1))\n"
-    assert reindent_tabs(code) == (
-        "def f(x):\n\tif x:\n\t\treturn [1,\n                2]\n\t# note\n\treturn 0\nprint(f(1))\n"
-    )
-    assert reindent_tabs("print 'python 2'\n") == "print 'python 2'\n"  # does not tokenize cleanly: unchanged
-    text = 's = """\n    keep\n"""\n'
-    assert reindent_tabs(text) == text
 
 
 def test_training_examples_one_per_solution():
