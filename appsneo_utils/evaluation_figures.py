@@ -90,10 +90,11 @@ def fig_contamination_gap(gap: pd.DataFrame, *, title: str):
         ax.errorbar(x, np.nan_to_num(values), yerr=np.nan_to_num(err).clip(min=0), fmt="none", ecolor="black",
                     capsize=3, lw=0.8)
     ax.set_xticks(range(len(metrics)), metrics)
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 125)  # room for the legend above the 100% bars
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("% of problems (95% bootstrap CI)")
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="upper center", ncol=2, fontsize=9)
     return fig
 
 

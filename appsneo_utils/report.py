@@ -95,7 +95,7 @@ def key_tables(summary: dict | None) -> str:
     if not summary:
         return "<p class='note'>No runs/pipeline_summary.json: run <code>make pipeline</code> first.</p>"
     gap = summary.get("contamination") or {}
-    gap_rows = pd.DataFrame([{"problems": k, **v} for k, v in gap.items() if isinstance(v, dict)])
+    gap_rows = pd.DataFrame([{"part": k, **v} for k, v in gap.items() if isinstance(v, dict)])  # v has "problems"
     probes = pd.DataFrame(summary.get("probes") or [])
     if len(probes):
         probes = probes[probes["metric"].isin(["nll", "pass_rate"])]
