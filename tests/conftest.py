@@ -17,6 +17,18 @@ APPS_SAMPLE = SHARED / "apps_sample"
 NOTEBOOKS = ROOT / "notebooks"
 
 
+def running_as(uids) -> list[str]:
+    """Pids of the live processes owned by any of `uids` (what a sandbox left running)."""
+    found = []
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            if pid.isdigit() and os.stat(f"/proc/{pid}").st_uid in uids:
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
 def run_papermill(name: str, out, *params, cwd=NOTEBOOKS, env: dict | None = None, timeout: float = 600):
     """papermill's CLI on notebooks/<name>, run from `cwd` (notebooks/ or the repository root) as users do."""
     notebook = name if Path(cwd) == NOTEBOOKS else f"notebooks/{name}"

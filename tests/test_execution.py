@@ -10,6 +10,7 @@ import pytest
 from appsneo_utils.execution import (APPS_CODES, COMPILE_ERROR, PASSED, RUNTIME_ERROR, TIMEOUT, VERDICTS,
                                      WRONG_ANSWER, ExecResult, Executor, Job, compare_return, compare_stdout,
                                      run_many, run_tests)
+from conftest import running_as
 
 ADD = {"inputs": ["1 2\n", "3 4\n", "10 -3\n"], "outputs": ["3\n", "7\n", "7\n"]}
 
@@ -317,23 +318,12 @@ def test_abandoned_loop_leaves_nothing_running_and_the_executor_recovers():
         uids = set(executor.sandbox_uids())
         if uids:  # as root: wait until the sandbox (and its subprocess) runs, then give up on it
             deadline = time.monotonic() + 5
-            while len(_running_as(uids)) < 2 and time.monotonic() < deadline:
+            while len(running_as(uids)) < 2 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert len(_running_as(uids)) >= 2
+            assert len(running_as(uids)) >= 2
         loop.close()  # the consumer gives up while a sandbox still runs
-        assert _running_as(uids) == []
+        assert running_as(uids) == []
         assert executor.run("print(1)", {"inputs": [""], "outputs": ["1\n"]}).passed
-
-
-def _running_as(uids: set) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        try:
-            if pid.isdigit() and os.stat(f"/proc/{pid}").st_uid in uids:
-                found.append(pid)
-        except OSError:
-            pass
-    return found
 
 
 def test_a_stalled_worker_is_replaced_and_its_filled_tests_count_in_progress(monkeypatch):

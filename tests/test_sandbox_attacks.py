@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from appsneo_utils.execution import COMPILE_ERROR, PASSED, RUNTIME_ERROR, TIMEOUT, WRONG_ANSWER, Executor
+from conftest import running_as
 from test_adversarial import leftovers
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the attacks and checks are Linux's")
@@ -234,17 +235,6 @@ def test_attack_class(ex, world, name):
             listener.accept()
 
 
-def _running_as(uids) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            if pid.isdigit() and os.stat(f"/proc/{pid}").st_uid in uids:
-                found.append(pid)
-        except OSError:
-            pass
-    return found
-
-
 def test_a_killed_worker_leaves_nothing_behind(world):
     """A worker killed hard cannot clean up: the caller kills what its uid still runs, clears what
     it left, and judges the test again on a fresh worker (never blamed on the program)."""
@@ -262,7 +252,7 @@ def test_a_killed_worker_leaves_nothing_behind(world):
         result = executor.run(code, EMPTY, timeout=3)
         killer.join()
         assert result.verdicts == [TIMEOUT], result.errors  # judged again on a fresh worker
-        assert _running_as(uids) == [], "the killed worker's sandbox still runs"
+        assert running_as(uids) == [], "the killed worker's sandbox still runs"
         assert executor.run(*SANITY).passed
     assert ipc_state()["tmp"] == []
 
