@@ -299,16 +299,10 @@ def _local_folder(name: str) -> Path | None:
 def model_label(name: str) -> str:
     """A folder as runs/... or as a path inside the repository, else its own name; hub names and "tiny" as
     they are. Figures and tables carry this, never an absolute path of the machine."""
-    from . import paths
+    from .plotting import shown_path
 
     path = Path(str(name)).expanduser()
-    if not path.is_absolute():
-        return str(name)
-    path = path.resolve()
-    for anchor, prefix in ((paths.RUNS_DIR.resolve(), "runs"), (paths.ROOT, "")):
-        if path.is_relative_to(anchor):
-            return str(Path(prefix, path.relative_to(anchor))) or path.name
-    return path.name
+    return shown_path(path.resolve()) if path.is_absolute() else str(name)
 
 
 # ----------------------------------------------------------------------------------------------

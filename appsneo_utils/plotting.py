@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .paths import FIGURES_DIR, ROOT, RUNS_DIR, figures_dir
+from . import paths
+from .paths import figures_dir
 
 FORMATS = ("png", "svg")  # PNG for notebooks and slides, SVG for papers and the report
 
@@ -23,7 +24,8 @@ def shown_path(path) -> str:
     A figure that travels (a mail, a paper) must not carry the layout of the machine that drew it.
     """
     text = str(path)
-    for base, label in ((RUNS_DIR, "runs"), (FIGURES_DIR, "figures"), (ROOT, "")):
+    # read at call time: APPSNEO_RUNS / APPSNEO_FIGURES and tests may move these folders after import
+    for base, label in ((paths.RUNS_DIR, "runs"), (paths.FIGURES_DIR, "figures"), (paths.ROOT, "")):
         base = str(base).rstrip("/")
         if text == base or text.startswith(base + "/"):
             rest = text[len(base):].lstrip("/")

@@ -8,7 +8,7 @@ import matplotlib
 import nbformat
 import pytest
 
-from appsneo_utils import plotting, report
+from appsneo_utils import paths, plotting, report
 
 matplotlib.use("Agg")
 
@@ -90,7 +90,7 @@ def test_the_report_says_what_is_missing(tmp_path):
 
 
 def test_shown_path_keeps_the_machine_out():
-    assert plotting.shown_path(plotting.RUNS_DIR / "02_finetune" / "model") == "runs/02_finetune/model"
-    assert plotting.shown_path(plotting.ROOT / "data" / "mini") == "data/mini"
+    assert plotting.shown_path(paths.RUNS_DIR / "02_finetune" / "model") == "runs/02_finetune/model"
+    assert plotting.shown_path(paths.ROOT / "data" / "mini") == "data/mini"
     assert plotting.shown_path("flax-community/gpt-neo-1.3B-apps-all") == "flax-community/gpt-neo-1.3B-apps-all"
     assert plotting.shown_path("/somewhere/else/model") == "model"
