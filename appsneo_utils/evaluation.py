@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,7 +28,7 @@ import pandas as pd
 from . import paths
 from .contamination import Contamination, detect_contamination, key_set
 from .data import COLUMNS
-from .execute import complete_lines
+from .records import append_jsonl, complete_lines, read_jsonl, write_jsonl
 from .execution import JUDGES, pass_fraction
 from .prompts import PromptFormat, get_format
 
@@ -208,29 +207,6 @@ def prompt_format(settings: EvalSettings) -> PromptFormat:
 # --- the run folder -------------------------------------------------------------------------------
 
 
-def read_jsonl(path: Path, *, repair: bool = False) -> list[dict]:
-    """The rows of a JSONL file; a partly written last line (a kill mid-write) is dropped (and cut off with repair)."""
-    rows = []
-    for line in complete_lines(path, repair=repair):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def append_jsonl(path: Path, rows) -> None:
-    """Append rows, one write per line, so a kill leaves at most one partial line (dropped on read)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        for row in rows:
-            os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
 def prepare_folder(folder, settings: EvalSettings, frame: pd.DataFrame, *, write: bool = True) -> Path:
     """Create the run folder, or check that it holds a run with the same settings and problems."""
     folder = Path(folder)
@@ -252,7 +228,6 @@ def prepare_folder(folder, settings: EvalSettings, frame: pd.DataFrame, *, write
 
 
 def _write_problems(path: Path, frame: pd.DataFrame) -> None:
-    from .sampling import write_jsonl
 
     write_jsonl(({**row, "problem_id": int(row["problem_id"])} for row in frame[COLUMNS].to_dict("records")), path)
 

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .execution import APPS, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, JUDGES, STRICT, Executor, Job
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+from .records import NOFOLLOW, complete_lines
 
 
 @dataclass
@@ -58,7 +57,7 @@ def _problem_id(value: Any) -> Any:
     raise ValueError(f"problem_id must be an integer, got {value!r}")
 
 
-def load_problems(source: str, split: str) -> dict:
+def tests_by_problem(source: str, split: str) -> dict:
     """problem_id -> {"tests", "difficulty"} from any APPS source."""
     from .data import load_apps
 
@@ -67,24 +66,6 @@ def load_problems(source: str, split: str) -> dict:
     for row in frame.itertuples(index=False):
         problems[int(row.problem_id)] = {"tests": row.tests, "difficulty": row.difficulty}
     return problems
-
-
-def complete_lines(path, *, repair: bool = False) -> list[bytes]:
-    """The whole lines of a JSONL file: a partly written last line (a kill mid-write) is left out,
-    and with repair cut off the file, so that appending can go on."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    fd = os.open(path, (os.O_RDWR if repair else os.O_RDONLY) | _NOFOLLOW)  # a planted symlink: refused
-    try:
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read()
-        end = data.rfind(b"\n") + 1
-        if repair and end != len(data):
-            os.ftruncate(fd, end)
-    finally:
-        os.close(fd)
-    return data[:end].splitlines()
 
 
 def resume(out: Path, judge: str = STRICT) -> set[str]:
@@ -231,7 +212,7 @@ def judge_file(problems: str | os.PathLike | dict, samples: str | os.PathLike, o
                hide: tuple = ()) -> Summary:
     """Judges every sample of `samples` (JSONL) that `out` lacks, appending one row per sample.
 
-    problems: an APPS source (file, folder, "mini", "codeparrot/apps") or the dict `load_problems`
+    problems: an APPS source (file, folder, "mini", "codeparrot/apps") or the dict `tests_by_problem`
     returns. progress: a tqdm bar in tests (True), none (False), or a callable given test counts.
     hide: more files or folders the programs must not see (the problems, samples and out files are).
     A KeyboardInterrupt leaves `out` resumable and is raised again after the summary is printed.
@@ -243,7 +224,7 @@ def judge_file(problems: str | os.PathLike | dict, samples: str | os.PathLike, o
     if not isinstance(problems, dict):
         if Path(problems).exists():
             hide.append(Path(problems))
-        problems = load_problems(str(problems), split)
+        problems = tests_by_problem(str(problems), split)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = resume(out, judge)
     pending, errors, skipped = scan_samples(samples, problems, done)
@@ -259,7 +240,7 @@ def judge_file(problems: str | os.PathLike | dict, samples: str | os.PathLike, o
                disable=progress is not True, dynamic_ncols=True)
     update = progress if callable(progress) else bar.update
     options = {"timeout": timeout, "total_timeout": total_timeout, "memory_mb": memory_mb, "judge": judge}
-    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW, 0o644)
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o644)
     try:
         with Executor(workers, hide=hide) as executor:
             for item, result in executor.run_many(jobs(samples, pending, problems, **options), progress=update):
@@ -294,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     problems or results file), 130 (interrupted; the same command goes on)."""
     args = parse_args(argv)
     try:
-        problems = load_problems(args.problems, args.split)
+        problems = tests_by_problem(args.problems, args.split)
     except (OSError, ValueError, ConnectionError) as exc:
         print(f"cannot load problems from {args.problems!r}: {exc}", file=sys.stderr)
         return 2

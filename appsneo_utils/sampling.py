@@ -8,10 +8,8 @@ Generated code never runs in this process: `run_sample_tests` hands it to the sa
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from .execution import VERDICTS
 from .prompts import STOP_STRINGS, PromptFormat, first_stop, get_format
@@ -429,16 +427,6 @@ def sample_problems(model, tokenizer, frame, *, fmt: str = "train", timeout: flo
     return records, result
 
 
-def write_jsonl(records, path) -> Path:
-    """One JSON object per line."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
-
-
 VERDICT_COLORS = {
     "passed": "#2ca02c", "wrong_answer": "#ff7f0e", "runtime_error": "#d62728", "timeout": "#9467bd",
     "compile_error": "#7f7f7f", "not run": "#cccccc",
@@ -490,5 +478,5 @@ def pick_model(name: str | None = None, *, full: bool = False, finetuned=None, d
 
 __all__ = [
     "Sample", "Generations", "generate_samples", "finish_sample", "run_sample_tests", "problem_prompts",
-    "sample_problems", "write_jsonl", "verdict_counts", "plot_verdicts", "pick_model", "VERDICTS", "BACKENDS",
+    "sample_problems", "verdict_counts", "plot_verdicts", "pick_model", "VERDICTS", "BACKENDS",
 ]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from appsneo_utils import evaluation as ev
+from appsneo_utils import records
 from appsneo_utils import evaluation_figures as figures
 from appsneo_utils.data import load_apps
 
@@ -38,7 +39,7 @@ def write_samples(folder, frame, codes: dict) -> None:
             rows.append({"split": row["split"], "problem_id": int(row["problem_id"]), "sample_id": sid, "chunk": 0,
                          "difficulty": row["difficulty"], "text": code, "code": code, "n_new_tokens": 1,
                          "stopped_by": "eos", "stop_string": None, "prompt_truncated": False})
-    ev.append_jsonl(folder / "samples.rank0.jsonl", rows)
+    records.append_jsonl(folder / "samples.rank0.jsonl", rows)
 
 
 def test_pass_at_k_table_reproduces_a_hand_computed_case(tmp_path, mini_test):
@@ -112,7 +113,7 @@ def test_resuming_an_interrupted_evaluation_gives_the_same_table(tmp_path, mini_
     a = whole.results.drop(columns=["judged"]).reset_index(drop=True)
     b = resumed.results.drop(columns=["judged"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)  # the very same samples and verdicts
-    assert len(ev.read_jsonl(verdicts)) == 15 and len(ev.read_samples(folder)) == 15
+    assert len(records.read_jsonl(verdicts)) == 15 and len(ev.read_samples(folder)) == 15
 
 
 def test_processes_split_the_chunks_and_match_one_process(tmp_path, mini_test, tiny):
@@ -124,7 +125,7 @@ def test_processes_split_the_chunks_and_match_one_process(tmp_path, mini_test, t
     two = tmp_path / "two"
     for rank in (0, 1):  # what two accelerate processes do, one after the other
         ev.generate(model, tokenizer, frame, settings, two, rank=rank, world=2, progress=False)
-    chunks = {r["chunk"] for r in ev.read_jsonl(two / "samples.rank1.jsonl")}
+    chunks = {r["chunk"] for r in records.read_jsonl(two / "samples.rank1.jsonl")}
     assert chunks == {1}  # 3 chunks of 2, 2, 1 problems: rank 1 owns chunk 1
     first, second = ev.read_samples(one), ev.read_samples(two)
     assert first.keys() == second.keys()
@@ -157,12 +158,12 @@ def test_a_retrained_model_starts_a_new_run(tmp_path):
 
 def test_read_jsonl_drops_and_repairs_a_partial_last_line(tmp_path):
     path = tmp_path / "x.jsonl"
-    ev.append_jsonl(path, [{"a": 1}, {"a": 2}])
+    records.append_jsonl(path, [{"a": 1}, {"a": 2}])
     path.write_bytes(path.read_bytes() + b'{"a": 3')
-    assert ev.read_jsonl(path) == [{"a": 1}, {"a": 2}]
-    ev.read_jsonl(path, repair=True)
-    ev.append_jsonl(path, [{"a": 4}])
-    assert ev.read_jsonl(path) == [{"a": 1}, {"a": 2}, {"a": 4}]
+    assert records.read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    records.read_jsonl(path, repair=True)
+    records.append_jsonl(path, [{"a": 4}])
+    assert records.read_jsonl(path) == [{"a": 1}, {"a": 2}, {"a": 4}]
 
 
 def test_humaneval_runs_in_our_sandbox():

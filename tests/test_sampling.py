@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from appsneo_utils import execution, modeling, prompts, sampling
+from appsneo_utils.records import write_jsonl
 from appsneo_utils.data import load_apps
 from appsneo_utils.sampling import Sample, finish_sample, generate_samples, run_sample_tests
 from conftest import run_papermill
@@ -215,7 +216,7 @@ def test_sample_problems_records_and_figure(tiny, problems, tmp_path):
     for record, sample in zip(records, result.flat()):
         assert record["code"] == sample.code and record["error"] is None
         assert record["verdicts"] and set(record["verdicts"]) <= set(sampling.VERDICTS)
-    path = sampling.write_jsonl(records, tmp_path / "samples.jsonl")
+    path = write_jsonl(records, tmp_path / "samples.jsonl")
     assert [json.loads(line)["problem_id"] for line in path.read_text().splitlines()] == [0, 0, 1, 1]
     table = sampling.verdict_counts(records)
     assert table.sum().sum() == sum(len(r["verdicts"]) for r in records)
