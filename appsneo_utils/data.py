@@ -67,13 +67,18 @@ def load_apps(source="mini", split="train", difficulties=None, limit=None, *, ve
         if unknown:
             raise ValueError(f"difficulties must be among {DIFFICULTIES}, got {sorted(unknown)}")
     report = LoadReport(source=str(source))
+    rows = ((name, raw) for name in splits for raw in _read_split(source, name))
+    return _frame(rows, report, difficulties, limit, verbose)
+
+
+def _frame(rows, report: LoadReport, difficulties=None, limit=None, verbose=True) -> pd.DataFrame:
+    """The table of (split, raw row) pairs: each row normalised, what was wrong reported."""
     records = []
-    for name in splits:
-        for raw in _read_split(source, name):
-            report.rows_read += 1
-            record = _normalise(raw, name, report)
-            if record is not None:
-                records.append(record)
+    for name, raw in rows:
+        report.rows_read += 1
+        record = _normalise(raw, name, report)
+        if record is not None:
+            records.append(record)
     # object dtype keeps None as None (pandas 3 would turn it into NaN in text columns)
     frame = pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=object) for c in COLUMNS + PARSED})
     frame["problem_id"] = frame["problem_id"].astype("int64")
@@ -87,6 +92,52 @@ def load_apps(source="mini", split="train", difficulties=None, limit=None, *, ve
     if verbose:
         print(report.summary())
     return frame
+
+
+# --- datasets interop -------------------------------------------------------------------------
+
+# What to_dataset writes: the dataset's columns, the split, and the parsed helpers that Arrow can hold
+# (`tests` cannot: call-based inputs mix types; its JSON is in `input_output`).
+DATASET_COLUMNS = COLUMNS + ["split", "solutions_list", "fn_name", "call_type", "issues"]
+
+
+def to_dataset(problems: pd.DataFrame):
+    """`load_apps`'s table as a `datasets.Dataset`: codeparrot/apps's columns plus split and parsed helpers.
+
+    from_dataset reads it back to the same table; `datasets` is imported here, not with the kit (it is heavy).
+    """
+    from datasets import Dataset, Features, List, Value
+
+    text = Value("string")
+    features = Features({"problem_id": Value("int64"), **{c: text for c in COLUMNS[1:]}, "split": text,
+                         "solutions_list": List(text), "fn_name": text, "call_type": text, "issues": List(text)})
+    missing = [c for c in DATASET_COLUMNS if c not in problems]
+    if missing:
+        raise ValueError(f"to_dataset needs load_apps's table; missing columns: {', '.join(missing)}")
+    return Dataset.from_dict({c: [_plain(v) for v in problems[c]] for c in DATASET_COLUMNS}, features=features)
+
+
+def from_dataset(dataset, split: str = "train", *, verbose: bool = True) -> pd.DataFrame:
+    """A `datasets.Dataset` (or DatasetDict) in codeparrot/apps's schema as `load_apps`'s table.
+
+    Rows are read as load_apps reads a file: parsed again, malformed ones flagged or dropped and reported.
+    A `split` column (as to_dataset writes) wins over `split`; a DatasetDict pools its train then test.
+    """
+    from datasets import DatasetDict
+
+    if isinstance(dataset, (DatasetDict, dict)):
+        names = _splits([s for s in SPLITS if s in dataset] or list(dataset))
+        parts = [(name, dataset[name]) for name in names]
+    else:
+        parts = [(_splits(split)[0], dataset)]
+    report = LoadReport(source=f"a datasets.{type(dataset).__name__}")
+    rows = ((raw.get("split") or name, raw) for name, part in parts for raw in part)
+    return _frame(rows, report, verbose=verbose)
+
+
+def _plain(value):
+    """numpy arrays and scalars (a table read from parquet holds them) as Python lists and values."""
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def _splits(split) -> list[str]:

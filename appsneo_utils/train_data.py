@@ -4,15 +4,26 @@ Two split rules (TrainSettings.split_rule): "grouped" holds out whole problems, 
 "original" is the `--all_data true` cut of gpt-code-clippy's run_clm_apps.py (branch `main`): train then
 test pooled, one example per solution in dataset order, the first int(0.9 * n) examples trained and the
 rest validation, unshuffled.
+Encoding is prompts.encode_example's rule, one tokenizer call per batch; a large set (the ~230k APPS
+solutions) goes through `datasets.Dataset.map` once and is read back from runs/cache on later launches
+(`tokenise`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import paths
 from .prompts import encode_example, training_examples
 
 if TYPE_CHECKING:
@@ -98,21 +109,205 @@ class PreparedData:
             )
         if c.get("packed_blocks") is not None:
             lines.append(f"packing: {c['train']['kept']} train examples in {c['packed_blocks']} blocks")
+        if c.get("tokenised"):
+            lines.append(c["tokenised"])
         return "\n".join(lines)
 
 
-def _encode(examples, tokenizer, block_size):
-    kept, stats = [], {"examples": len(examples), "kept": 0, "truncated": 0, "dropped": 0, "tokens": 0}
-    for example in examples:
-        encoded = encode_example(tokenizer, example, block_size)
-        if encoded is None:
-            stats["dropped"] += 1
-            continue
-        stats["kept"] += 1
-        stats["truncated"] += int(encoded["truncated"])
-        stats["tokens"] += len(encoded["input_ids"])
-        kept.append({"input_ids": encoded["input_ids"], "labels": encoded["labels"], "truncated": encoded["truncated"]})
-    return kept, stats
+# --- tokenisation: one tokenizer call per batch, cached on disk for large sets ---------------------------
+
+# Below this many examples the set is tokenised in memory: importing `datasets` alone takes ~2 s, while
+# the 72 examples of the mini set take ~0.05 s (benchmarks/README.md, "Tokenising the training set").
+CACHE_FROM_EXAMPLES = 20_000
+# Worker processes only from this size: each one costs a fork and a copy of its shard.
+PROCESSES_FROM_EXAMPLES = 50_000
+MAX_PROCESSES = 8
+_TOKEN_FEATURES = {"input_ids": "int32", "labels": "int32"}  # GPT-Neo's 50,257 ids fit; half of int64's disk
+
+
+def encode_batch(batch: dict, tokenizer, block_size: int) -> dict:
+    """prompts.encode_example over columns `prompt` and `answer`: one tokenizer call per column, same ids.
+
+    Every example keeps its row, so rows stay aligned with the examples: a dropped one has `kept` False
+    and no ids. This is the function `Dataset.map` runs (batched).
+    """
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no EOS token; set tokenizer.eos_token first")
+    eos = tokenizer.eos_token_id
+    prompts = tokenizer(list(batch["prompt"]), add_special_tokens=False)["input_ids"]
+    answers = tokenizer(list(batch["answer"]), add_special_tokens=False)["input_ids"]
+    out = {"input_ids": [], "labels": [], "truncated": [], "kept": []}
+    for prompt_ids, answer_ids in zip(prompts, answers):
+        answer_ids = answer_ids + [eos]
+        # encode_example's rule: the prompt and a quarter block of answer must fit, the answer's end may go
+        kept = len(prompt_ids) + min(len(answer_ids), block_size // 4) <= block_size
+        out["kept"].append(kept)
+        out["input_ids"].append((prompt_ids + answer_ids)[:block_size] if kept else [])
+        out["labels"].append(([-100] * len(prompt_ids) + answer_ids)[:block_size] if kept else [])
+        out["truncated"].append(kept and len(prompt_ids) + len(answer_ids) > block_size)
+    return out
+
+
+@dataclass
+class Tokenised:
+    """Encoded examples aligned with the examples given (None where dropped), and where they came from."""
+
+    rows: list
+    cache_path: Path | None = None  # the folder of the cached set; None when tokenised in memory
+    reused: bool = False  # True: read from the cache, nothing was tokenised
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        n = f"{len(self.rows):,} examples"
+        if self.cache_path is None:
+            return f"tokenised {n} in memory in {self.seconds:.1f} s"
+        verb = "read from the cache" if self.reused else "tokenised into the cache"
+        return f"{n} {verb} {self.cache_path} in {self.seconds:.1f} s"
+
+
+def default_cache_dir() -> Path:
+    """Where tokenised sets are kept: $APPSNEO_CACHE, else runs/cache (moved with $APPSNEO_RUNS)."""
+    return Path(os.environ.get("APPSNEO_CACHE") or paths.RUNS_DIR / "cache").expanduser()
+
+
+def tokenise(examples: list, tokenizer, block_size: int, *, cache=None, cache_dir=None,
+             num_proc: int | None = None) -> Tokenised:
+    """Encode examples as prompts.encode_example does; large sets through `Dataset.map`, cached on disk.
+
+    cache: None decides by size (from CACHE_FROM_EXAMPLES examples), True/False force it. The cache
+    lives in cache_dir (default: default_cache_dir()) under a key of everything that changes the ids:
+    the tokenizer's content, block_size, the encoding rule's source and every example's text, so a
+    second launch reads the ids back (memory-mapped Arrow) instead of tokenising again.
+    num_proc: worker processes for the map; None: min(cores, MAX_PROCESSES) from PROCESSES_FROM_EXAMPLES.
+    """
+    start = time.perf_counter()
+    use_cache = len(examples) >= CACHE_FROM_EXAMPLES if cache is None else bool(cache)
+    if not use_cache:
+        columns = encode_batch({"prompt": [e.prompt for e in examples], "answer": [e.answer for e in examples]},
+                               tokenizer, block_size)
+        return Tokenised(_rows(columns), seconds=time.perf_counter() - start)
+    if num_proc is None:
+        num_proc = min(os.cpu_count() or 1, MAX_PROCESSES) if len(examples) >= PROCESSES_FROM_EXAMPLES else 1
+    key = cache_key(examples, tokenizer, block_size)
+    folder = Path(cache_dir or default_cache_dir()).expanduser() / f"tokenised-{key[:20]}"
+    reused = _read_cache(folder, key)
+    if reused is None:
+        _write_cache(folder, key, examples, tokenizer, block_size, max(1, int(num_proc)))
+        columns = _read_cache(folder, key)
+    else:
+        columns = reused
+    return Tokenised(_rows(columns), folder, reused is not None, time.perf_counter() - start)
+
+
+def cache_key(examples: list, tokenizer, block_size: int) -> str:
+    """sha256 of everything that changes the ids (not the tokenizer's path: a checkpoint's copy is the same)."""
+    digest = hashlib.sha256()
+    for part in (_tokenizer_fingerprint(tokenizer), str(int(block_size)), _RULE_SOURCE, str(len(examples))):
+        digest.update(part.encode() + b"\0")
+    for e in examples:
+        digest.update(e.prompt.encode("utf-8", "surrogatepass") + b"\0" + e.answer.encode("utf-8", "surrogatepass")
+                      + b"\0")
+    return digest.hexdigest()
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    """The tokenizer's content: vocabulary, merges, normalisation, special tokens, library version."""
+    import tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)  # set per call by transformers; never changes what we encode
+        spec.pop("padding", None)
+        body = json.dumps(spec, sort_keys=True)
+    else:  # a slow (pure Python) tokenizer
+        body = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(getattr(tokenizer, "bpe_ranks", ""))
+    special = json.dumps([type(tokenizer).__name__, len(tokenizer), tokenizer.eos_token_id,
+                          tokenizer.all_special_tokens, tokenizers.__version__])
+    return hashlib.sha256((body + special).encode()).hexdigest()
+
+
+def _read_cache(folder: Path, key: str):
+    """The cached columns, or None when the folder holds no complete set for this key."""
+    info = _manifest(folder, key)
+    if info is None:
+        return None
+    from datasets import Dataset, concatenate_datasets
+
+    parts = [Dataset.from_file(str(folder / name)) for name in info["files"]]
+    table = concatenate_datasets(parts).data if len(parts) > 1 else parts[0].data
+    return {name: _column(table.column(name)) for name in ("input_ids", "labels", "truncated", "kept")}
+
+
+def _manifest(folder: Path, key: str) -> dict | None:
+    """The manifest of a complete cached set for this key (written last, after the ids), else None."""
+    try:
+        info = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info if info.get("key") == key else None
+
+
+def _write_cache(folder: Path, key: str, examples, tokenizer, block_size: int, num_proc: int) -> None:
+    """Tokenise with Dataset.map into a temporary folder, then rename it into place (a kill leaves no half set).
+
+    A file lock makes the processes of one launch (accelerate starts one per device) tokenise once:
+    the others wait and read.
+    """
+    from datasets import Dataset, Features, List, Value
+    from filelock import FileLock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if _manifest(folder, key) is not None:  # another process wrote it while this one waited
+            return
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        source = Dataset.from_dict({"prompt": [e.prompt for e in examples], "answer": [e.answer for e in examples]})
+        features = Features({"input_ids": List(Value("int32")), "labels": List(Value("int32")),
+                             "truncated": Value("bool"), "kept": Value("bool")})
+        encoded = source.map(encode_batch, batched=True, batch_size=1000, num_proc=num_proc if num_proc > 1 else None,
+                             fn_kwargs={"tokenizer": tokenizer, "block_size": block_size},
+                             remove_columns=["prompt", "answer"], features=features, new_fingerprint=key[:32],
+                             cache_file_name=str(tmp / "tokens.arrow"), desc="tokenising")
+        files = [Path(f["filename"]).name for f in encoded.cache_files]
+        (tmp / "manifest.json").write_text(json.dumps({"key": key, "examples": len(examples),
+                                                       "block_size": block_size, "files": files}, indent=1))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+
+def _column(column) -> list:
+    """A pyarrow column as Python values; list columns through numpy (several times faster than to_pylist)."""
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_list(column.type):
+        return column.to_pylist()
+    offsets = column.offsets.to_numpy()
+    values = column.values.to_numpy()
+    return [values[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def _rows(columns: dict) -> list:
+    """One dict per example (input_ids, labels, truncated), None for a dropped one."""
+    return [
+        {"input_ids": ids, "labels": labels, "truncated": bool(truncated)} if kept else None
+        for ids, labels, truncated, kept in zip(columns["input_ids"], columns["labels"], columns["truncated"],
+                                                columns["kept"])
+    ]
+
+
+def _split_stats(rows: list) -> tuple[list, dict]:
+    """(kept rows, counts) of one part of the examples."""
+    kept = [r for r in rows if r is not None]
+    return kept, {"examples": len(rows), "kept": len(kept), "truncated": sum(r["truncated"] for r in kept),
+                  "dropped": len(rows) - len(kept), "tokens": sum(len(r["input_ids"]) for r in kept)}
+
+
+# The encoding rule's code is part of the cache key: a change to it re-tokenises (comments included).
+_RULE_SOURCE = hashlib.sha256((inspect.getsource(encode_example) + inspect.getsource(encode_batch)).encode()).hexdigest()
 
 
 def pack(examples: list, block_size: int) -> list:
@@ -129,8 +324,12 @@ def pack(examples: list, block_size: int) -> list:
     return blocks
 
 
-def prepare_data(settings: "TrainSettings", tokenizer, frame=None, *, verbose: bool = True) -> PreparedData:
-    """Load APPS, split by settings.split_rule, encode with prompts.encode_example (prompt masked, EOS added)."""
+def prepare_data(settings: "TrainSettings", tokenizer, frame=None, *, verbose: bool = True, cache=None,
+                 cache_dir=None, num_proc: int | None = None) -> PreparedData:
+    """Load APPS, split by settings.split_rule, encode as prompts.encode_example does (prompt masked, EOS added).
+
+    cache, cache_dir, num_proc: see `tokenise` (large sets are tokenised once and read back on later launches).
+    """
     from .data import has_solutions, load_apps
 
     if frame is None:
@@ -154,10 +353,12 @@ def prepare_data(settings: "TrainSettings", tokenizer, frame=None, *, verbose: b
             train_keys = train_keys[: settings.max_train_problems]
         train_examples = [e for key in train_keys for e in training_examples(rows[key])]
         val_examples = [e for key in val_keys for e in training_examples(rows[key])]
-    train, train_stats = _encode(train_examples, tokenizer, settings.block_size)
-    val, val_stats = _encode(val_examples, tokenizer, settings.block_size)
+    encoded = tokenise(train_examples + val_examples, tokenizer, settings.block_size, cache=cache,
+                       cache_dir=cache_dir, num_proc=num_proc)
+    train, train_stats = _split_stats(encoded.rows[: len(train_examples)])
+    val, val_stats = _split_stats(encoded.rows[len(train_examples):])
     sample = next((e for e in train if not e["truncated"]), train[0] if train else None)
-    counts.update(train=train_stats, val=val_stats)
+    counts.update(train=train_stats, val=val_stats, tokenised=encoded.describe())
     if settings.packing:
         train = pack(train, settings.block_size)
         counts["packed_blocks"] = len(train)
