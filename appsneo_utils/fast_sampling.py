@@ -16,6 +16,10 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from .compat import check_attention_modules, check_transformers
+
+check_transformers()  # _Net below walks transformers 5's GPT-Neo modules
+
 CHECK_EVERY_CUDA = 8  # steps between "all rows finished?" checks on CUDA (each one waits for the GPU)
 
 
@@ -162,6 +166,7 @@ class _Net:
         self.wte, self.wpe, self.ln_f = body.wte, body.wpe, body.ln_f
         self.lm_head = core.get_output_embeddings()
         self.blocks = list(body.h)
+        check_attention_modules(self.blocks[0].attn.attention)
         self.local = [block.attn.attention_type == "local" for block in self.blocks]
         self.window = int(config.window_size)
         self.heads = int(config.num_heads)

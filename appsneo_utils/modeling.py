@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .compat import check_gpt_neo_internals, check_transformers
 from .params import hub_reachable
+
+check_transformers()  # the attention subclass below relies on transformers 5's GPT-Neo internals
 
 TINY = "tiny"
 FINETUNED_MODEL = "EleutherAI/gpt-neo-1.3B"  # what 02_finetune starts from on the full profile
@@ -492,6 +495,8 @@ def _fast_attention_class():
     if _FAST_CLASS is not None:
         return _FAST_CLASS
     from transformers.models.gpt_neo.modeling_gpt_neo import GPTNeoSelfAttention
+
+    check_gpt_neo_internals(GPTNeoSelfAttention)
 
     class FastGPTNeoSelfAttention(GPTNeoSelfAttention):
         """GPT-Neo self-attention through SDPA or FlexAttention (see `use_fast_attention`)."""
