@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .data import DIFFICULTIES
+from .params import ALL, Settings, setting
 from .prompts import training_examples
+
+SPLITS = ("train", "test", "all")
+
+
+@dataclass
+class ExploreSettings(Settings):
+    """Notebook 01's settings: which APPS table to read and which tokenizer measures its examples."""
+
+    data: str = setting("codeparrot/apps", "any load_apps source (mini, codeparrot/apps, a .jsonl or .parquet "
+                        "file, an APPS folder)", "str", smoke="mini")
+    split: str = setting("all", "train | test | all", "choice", choices=SPLITS)
+    tokenizer_name: str = setting("EleutherAI/gpt-neo-1.3B", "tokenizer for the token lengths (tiny, a hub name "
+                                  "or a folder)", "str", smoke="tiny")
+    block_size: int = setting(1024, "training context length to compare against", "int", minimum=16)
+    limit: int | str = setting(ALL, "read at most this many problems, or all", "count", minimum=1)
+    seed: int = setting(0, "random seed", "int")
 
 
 def tokenizer_for(name: str, max_length: int = 2048):

@@ -44,12 +44,15 @@ def test_anatomy_and_parameters(path):
 def test_notebook_01_runs_offline(cwd, tmp_path, isolated_outputs):
     runs, figures = isolated_outputs
     out = tmp_path / "out.ipynb"
-    done = run_papermill("01_explore.ipynb", out, "-p", "profile", "smoke", "--no-progress-bar",
+    # From notebooks/, the parameters arrive as papermill's strings ("all" is a word, not 0).
+    words = ["-p", "limit", "all", "-p", "block_size", "512"] if cwd == "notebooks" else []
+    done = run_papermill("01_explore.ipynb", out, "-p", "profile", "smoke", *words, "--no-progress-bar",
                          cwd=ROOT if cwd == "root" else ROOT / "notebooks")
     assert done.returncode == 0, done.stderr[-3000:]
     names = sorted(p.name for p in (figures / "01_explore").glob("*.png"))
     assert names == ["call_types.png", "difficulties.png", "questions_tests_solutions.png", "token_lengths.png"]
     summary = json.loads((runs / "01_explore" / "summary.json").read_text())
     assert summary["problems"] >= 30 and summary["training_examples"] >= summary["problems"]
+    assert summary["block_size"] == (512 if cwd == "notebooks" else 1024)
     text = out.read_text()
     assert "profile: smoke" in text and "loaded" in text
