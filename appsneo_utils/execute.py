@@ -24,9 +24,10 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from .execution import APPS, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, JUDGES, STRICT, Executor, Job
+from .params import Settings, setting
 from .records import NOFOLLOW, complete_lines
 
 
@@ -153,29 +154,36 @@ def jobs(path: Path, pending: list[Pending], problems: dict, **options) -> Itera
                 yield Job(code, problems[item.problem_id]["tests"], key=item, **options)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m appsneo_utils.execute", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+@dataclass
+class JudgeSettings(Settings):
+    """The judge's knobs on the command line (the file arguments are not settings)."""
+
+    PROFILED: ClassVar[bool] = False
+    judge: str = setting(APPS, "apps: the 2021 APPS harness's rules; strict: the kit's exact cascade", "choice",
+                         choices=JUDGES)
+    split: str = setting("test", "split of the problems source", "choice", choices=("train", "test"))
+    workers: int | None = setting(None, "parallel workers; None: one per CPU core", "int", optional=True, minimum=1)
+    timeout: float = setting(DEFAULT_TIMEOUT, "seconds per test (the APPS harness used 4)", "float", minimum=0.01)
+    total_timeout: float | None = setting(None, "seconds per program; None: no limit", "float", optional=True,
+                                          minimum=0.01)
+    memory_mb: int = setting(DEFAULT_MEMORY_MB, "memory per program in MiB", "int", minimum=16)
+
+
+def _files(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--problems", required=True, help="APPS source: file, folder, 'mini' or 'codeparrot/apps'")
     parser.add_argument("--samples", required=True, type=Path, help="JSONL of {problem_id, code[, sample_id]}")
     parser.add_argument("--out", required=True, type=Path, help="results JSONL (appended to; resumable)")
-    parser.add_argument("--judge", default=APPS, choices=JUDGES,
-                        help="apps: the 2021 APPS harness's rules (default); strict: the kit's exact cascade")
-    parser.add_argument("--split", default="test", choices=("train", "test"),
-                        help="split of the problems source (default: test)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel workers (default: CPU count)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per test (default: 4)")
-    parser.add_argument("--total-timeout", type=float, default=None, help="seconds per program (default: none)")
-    parser.add_argument("--memory-mb", type=int, default=DEFAULT_MEMORY_MB, help="memory per program in MiB")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if args.timeout <= 0:
-        parser.error(f"--timeout must be positive, got {args.timeout}")
-    if args.workers is not None and args.workers < 1:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
-    if not args.samples.is_file():
-        parser.error(f"--samples {args.samples} does not exist")
-    return args
+
+
+def parse_args(argv: list[str] | None) -> tuple[JudgeSettings, argparse.Namespace]:
+    settings, files = JudgeSettings.parse_args(argv, prog="python -m appsneo_utils.execute",
+                                               description=__doc__.split("\n")[0], extra=_files)
+    files = argparse.Namespace(**files)
+    if not files.samples.is_file():
+        print(f"python -m appsneo_utils.execute: error: --samples {files.samples} does not exist", file=sys.stderr)
+        raise SystemExit(2)
+    return settings, files
 
 
 @dataclass
@@ -273,21 +281,22 @@ def _print_summary(s: Summary, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command line around `judge_file`: exit status 0, 1 (bad input lines), 2 (unusable
     problems or results file), 130 (interrupted; the same command goes on)."""
-    args = parse_args(argv)
+    settings, files = parse_args(argv)
     try:
-        problems = tests_by_problem(args.problems, args.split)
+        problems = tests_by_problem(files.problems, settings.split)
     except (OSError, ValueError, ConnectionError) as exc:
-        print(f"cannot load problems from {args.problems!r}: {exc}", file=sys.stderr)
+        print(f"cannot load problems from {files.problems!r}: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = judge_file(problems, args.samples, args.out, judge=args.judge, split=args.split,
-                             workers=args.workers, timeout=args.timeout, total_timeout=args.total_timeout,
-                             memory_mb=args.memory_mb, progress=not args.no_progress,
-                             hide=(args.problems,) if Path(args.problems).exists() else ())
+        summary = judge_file(problems, files.samples, files.out, judge=settings.judge, split=settings.split,
+                             workers=settings.workers, timeout=settings.timeout,
+                             total_timeout=settings.total_timeout, memory_mb=settings.memory_mb,
+                             progress=not files.no_progress,
+                             hide=(files.problems,) if Path(files.problems).exists() else ())
     except KeyboardInterrupt:
         return 130
     except (OSError, ValueError) as exc:
-        print(f"cannot judge into {args.out}: {exc}", file=sys.stderr)
+        print(f"cannot judge into {files.out}: {exc}", file=sys.stderr)
         return 2
     return 1 if summary.errors else 0
 

@@ -6,10 +6,12 @@ string "true", and `-p all_data false` the string "false", which Python finds tr
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import socket
 from dataclasses import dataclass
+from typing import ClassVar
 
 TRUE_WORDS = ("true", "1", "yes", "y", "on")
 FALSE_WORDS = ("false", "0", "no", "n", "off")
@@ -248,6 +250,9 @@ class Settings:
 
     profile: str = setting("auto", "auto | full | smoke (auto: full on a GPU with the hub, else smoke: the "
                            "embedded default, tiny model and mini set)", "choice", choices=PROFILES)
+    # False for a job whose settings do not depend on the profile (the judge's command line): no --profile
+    # flag, no GPU or hub check.
+    PROFILED: ClassVar[bool] = True
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -283,6 +288,8 @@ class Settings:
             raise ValueError(f"unknown settings for {cls.__name__}: {', '.join(sorted(unknown))}; known: "
                              f"{', '.join(cls.parameter_names())}")
         raw_profile = values.get("profile")
+        if not cls.PROFILED:
+            raw_profile = Profile("full", "this job has no profile")
         profile = raw_profile if isinstance(raw_profile, Profile) else resolve_profile(
             "auto" if raw_profile is None else raw_profile, verbose=False)
         values.pop("profile", None)
@@ -308,19 +315,25 @@ class Settings:
         """(settings, extra arguments) from a command line with one `--name` flag per field.
 
         `extra(parser)` may add flags that are not settings (an output path, a progress switch); they come
-        back as a dict. An unset flag takes the profile's default, as a notebook's None does.
+        back as a dict. An unset flag takes the profile's default, as a notebook's None does. A name with
+        an underscore is also accepted with dashes (`--memory_mb` or `--memory-mb`). A bad value exits
+        with status 2 and the message, as argparse does.
         """
-        import argparse
-
         parser = argparse.ArgumentParser(prog=prog, description=description)
+        names = [name for name in cls.parameter_names() if cls.PROFILED or name != "profile"]
         for f in dataclasses.fields(cls):
-            parser.add_argument(f"--{f.name}", default=None, metavar=f.metadata["kind"].upper(),
-                                help=f"{f.metadata['help']}; {default_words(f)}")
+            if f.name in names:
+                flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+                words = default_words(f)
+                parser.add_argument(*flags, dest=f.name, default=None, metavar=f.metadata["kind"].upper(),
+                                    help=f"{f.metadata['help']}; {words}" if words else f.metadata["help"])
         if extra:
             extra(parser)
         args = vars(parser.parse_args(argv))
-        names = set(cls.parameter_names())
-        settings = cls.from_params({k: v for k, v in args.items() if k in names})
+        try:
+            settings = cls.from_params({k: v for k, v in args.items() if k in names})
+        except ValueError as exc:
+            parser.error(str(exc))
         return settings, {k: v for k, v in args.items() if k not in names}
 
     def changed(self, **values):
@@ -339,6 +352,8 @@ def default_words(f: dataclasses.Field) -> str:
     meta = f.metadata
     if meta.get("by_profile"):
         return f"None: {meta['by_profile']}"
+    if meta.get("optional") and f.default is None:
+        return ""  # the help says what None means
     if "smoke" in meta or "full" in meta:
         full = meta.get("full", f.default)
         return f"None: by profile (full {_literal(full)}; smoke {_literal(meta.get('smoke', f.default))})"
