@@ -132,7 +132,7 @@ def test_bad_arguments_say_what_to_do(tmp_path):
     assert proc.returncode == 2 and "cannot load problems" in proc.stderr
     for flag, value, said in (("--timeout", "-1", "timeout must be at least 0.01"),
                               ("--memory-mb", "lots", "memory_mb must be a whole number, got 'lots'"),
-                              ("--judge", "lenient", "judge must be one of apps, strict")):
+                              ("--judge", "lenient", "judge must be one of strict, apps; got 'lenient'")):
         proc = subprocess.run([sys.executable, "-m", "appsneo_utils.execute", "--problems", "mini", "--samples",
                                str(tmp_path / "s.jsonl"), "--out", str(tmp_path / "r.jsonl"), flag, value],
                               cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
