@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -148,17 +149,83 @@ def encode_batch(batch: dict, tokenizer, block_size: int) -> dict:
     return out
 
 
+class TokenRows(Sequence):
+    """Encoded examples as rows ({input_ids, labels, truncated}, lists) made on access from flat arrays.
+
+    What a cached set becomes: 230k examples as Python lists of ints would take several GB, the
+    arrays one int32 per token. Slices are views; `+` gives a list, as lists do.
+    """
+
+    def __init__(self, arrays: dict, index):
+        self.arrays = arrays  # offsets, input_ids, labels, truncated
+        self.index = np.asarray(index, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return TokenRows(self.arrays, self.index[i])
+        row = int(self.index[i])
+        a, b = int(self.arrays["offsets"][row]), int(self.arrays["offsets"][row + 1])
+        return {"input_ids": self.arrays["input_ids"][a:b].tolist(), "labels": self.arrays["labels"][a:b].tolist(),
+                "truncated": bool(self.arrays["truncated"][row])}
+
+    def __add__(self, other):
+        return list(self) + list(other)
+
+    def __radd__(self, other):
+        return list(other) + list(self)
+
+    def __eq__(self, other):
+        return isinstance(other, Sequence) and len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return f"TokenRows({len(self)} rows)"
+
+
 @dataclass
 class Tokenised:
-    """Encoded examples aligned with the examples given (None where dropped), and where they came from."""
+    """Encoded examples aligned with the examples given, and where they came from.
 
-    rows: list
+    `columns` hold input_ids, labels, truncated, kept: Python lists (in memory) or, read from the cache,
+    flat arrays with `offsets` (row i is input_ids[offsets[i]:offsets[i + 1]]).
+    """
+
+    columns: dict
     cache_path: Path | None = None  # the folder of the cached set; None when tokenised in memory
     reused: bool = False  # True: read from the cache, nothing was tokenised
     seconds: float = 0.0
 
+    def __len__(self) -> int:
+        return len(self.columns["kept"])
+
+    def part(self, start: int, stop: int) -> tuple:
+        """(kept rows, counts) of the examples start:stop."""
+        c = self.columns
+        if "offsets" not in c:
+            rows = [{"input_ids": ids, "labels": labels, "truncated": truncated}
+                    for ids, labels, truncated, kept in zip(c["input_ids"][start:stop], c["labels"][start:stop],
+                                                            c["truncated"][start:stop], c["kept"][start:stop]) if kept]
+            lengths = [len(r["input_ids"]) for r in rows]
+            truncated = sum(r["truncated"] for r in rows)
+        else:
+            index = np.flatnonzero(c["kept"][start:stop]) + start
+            rows = TokenRows(c, index)
+            lengths = c["offsets"][index + 1] - c["offsets"][index]
+            truncated = int(c["truncated"][index].sum())
+        n = len(c["kept"][start:stop])
+        return rows, {"examples": n, "kept": len(rows), "truncated": int(truncated), "dropped": n - len(rows),
+                      "tokens": int(sum(lengths))}
+
+    @property
+    def rows(self) -> list:
+        """Every example as a row, None where dropped (all in memory: for checks, not for 230k examples)."""
+        kept = iter(self.part(0, len(self))[0])
+        return [next(kept) if k else None for k in self.columns["kept"]]
+
     def describe(self) -> str:
-        n = f"{len(self.rows):,} examples"
+        n = f"{len(self):,} examples"
         if self.cache_path is None:
             return f"tokenised {n} in memory in {self.seconds:.1f} s"
         verb = "read from the cache" if self.reused else "tokenised into the cache"
@@ -185,7 +252,7 @@ def tokenise(examples: list, tokenizer, block_size: int, *, cache=None, cache_di
     if not use_cache:
         columns = encode_batch({"prompt": [e.prompt for e in examples], "answer": [e.answer for e in examples]},
                                tokenizer, block_size)
-        return Tokenised(_rows(columns), seconds=time.perf_counter() - start)
+        return Tokenised(columns, seconds=time.perf_counter() - start)
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, MAX_PROCESSES) if len(examples) >= PROCESSES_FROM_EXAMPLES else 1
     key = cache_key(examples, tokenizer, block_size)
@@ -196,7 +263,7 @@ def tokenise(examples: list, tokenizer, block_size: int, *, cache=None, cache_di
         columns = _read_cache(folder, key)
     else:
         columns = reused
-    return Tokenised(_rows(columns), folder, reused is not None, time.perf_counter() - start)
+    return Tokenised(columns, folder, reused is not None, time.perf_counter() - start)
 
 
 def cache_key(examples: list, tokenizer, block_size: int) -> str:
@@ -236,7 +303,14 @@ def _read_cache(folder: Path, key: str):
 
     parts = [Dataset.from_file(str(folder / name)) for name in info["files"]]
     table = concatenate_datasets(parts).data if len(parts) > 1 else parts[0].data
-    return {name: _column(table.column(name)) for name in ("input_ids", "labels", "truncated", "kept")}
+    # one copy of the ids into memory (int32; ~1 GB for 230k examples); the files may go afterwards
+    ids, labels = table.column("input_ids").combine_chunks(), table.column("labels").combine_chunks()
+    offsets = ids.offsets.to_numpy()
+    if not np.array_equal(offsets, labels.offsets.to_numpy()):
+        raise ValueError(f"the cached set in {folder} is damaged (ids and labels differ in length): delete the folder")
+    return {"offsets": offsets - offsets[0], "input_ids": ids.values.to_numpy()[offsets[0]:offsets[-1]],
+            "labels": labels.values.to_numpy()[offsets[0]:offsets[-1]],
+            "truncated": table.column("truncated").to_numpy(), "kept": table.column("kept").to_numpy()}
 
 
 def _manifest(folder: Path, key: str) -> dict | None:
@@ -276,34 +350,6 @@ def _write_cache(folder: Path, key: str, examples, tokenizer, block_size: int, n
                                                        "block_size": block_size, "files": files}, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
-
-
-def _column(column) -> list:
-    """A pyarrow column as Python values; list columns through numpy (several times faster than to_pylist)."""
-    import pyarrow as pa
-
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if not pa.types.is_list(column.type):
-        return column.to_pylist()
-    offsets = column.offsets.to_numpy()
-    values = column.values.to_numpy()
-    return [values[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])]
-
-
-def _rows(columns: dict) -> list:
-    """One dict per example (input_ids, labels, truncated), None for a dropped one."""
-    return [
-        {"input_ids": ids, "labels": labels, "truncated": bool(truncated)} if kept else None
-        for ids, labels, truncated, kept in zip(columns["input_ids"], columns["labels"], columns["truncated"],
-                                                columns["kept"])
-    ]
-
-
-def _split_stats(rows: list) -> tuple[list, dict]:
-    """(kept rows, counts) of one part of the examples."""
-    kept = [r for r in rows if r is not None]
-    return kept, {"examples": len(rows), "kept": len(kept), "truncated": sum(r["truncated"] for r in kept),
-                  "dropped": len(rows) - len(kept), "tokens": sum(len(r["input_ids"]) for r in kept)}
 
 
 # The encoding rule's code is part of the cache key: a change to it re-tokenises (comments included).
@@ -355,8 +401,8 @@ def prepare_data(settings: "TrainSettings", tokenizer, frame=None, *, verbose: b
         val_examples = [e for key in val_keys for e in training_examples(rows[key])]
     encoded = tokenise(train_examples + val_examples, tokenizer, settings.block_size, cache=cache,
                        cache_dir=cache_dir, num_proc=num_proc)
-    train, train_stats = _split_stats(encoded.rows[: len(train_examples)])
-    val, val_stats = _split_stats(encoded.rows[len(train_examples):])
+    train, train_stats = encoded.part(0, len(train_examples))
+    val, val_stats = encoded.part(len(train_examples), len(encoded))
     sample = next((e for e in train if not e["truncated"]), train[0] if train else None)
     counts.update(train=train_stats, val=val_stats, tokenised=encoded.describe())
     if settings.packing:

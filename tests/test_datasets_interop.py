@@ -77,15 +77,21 @@ def test_the_gpt2_tokenizer_gives_the_same_ids_on_real_apps_problems(tmp_path, s
 
 
 def test_prepare_data_through_the_cache_equals_prepare_data_in_memory(tmp_path, tokenizer, mini_all):
-    for recipe in ("card", "replica"):
-        settings = training.make_settings("smoke", recipe=recipe, block_size=512)
+    for overrides in (dict(recipe="card"), dict(recipe="replica"), dict(recipe="card", packing=True)):
+        settings = training.make_settings("smoke", block_size=512, **overrides)
         memory = train_data.prepare_data(settings, tokenizer, frame=mini_all, verbose=False)
         disk = train_data.prepare_data(settings, tokenizer, frame=mini_all, verbose=False, cache=True,
                                        cache_dir=tmp_path)
         assert (disk.train, disk.val, disk.sample) == (memory.train, memory.val, memory.sample)
+        # read from the cache, the rows are views on int32 arrays that behave as the lists do
+        assert isinstance(disk.val, train_data.TokenRows) and isinstance(memory.val, list)
+        assert disk.train + disk.val == memory.train + memory.val and disk.val[1:3] == memory.val[1:3]
+        assert disk.train[-1] == memory.train[-1] and len(disk.train[:2]) == 2
+        batch, expected = train_data.collate(disk.train[:3], 0), train_data.collate(memory.train[:3], 0)
+        assert all(batch[k].equal(expected[k]) for k in expected)
         assert {k: v for k, v in disk.counts.items() if k != "tokenised"} == {
             k: v for k, v in memory.counts.items() if k != "tokenised"}
-        assert "in memory" in memory.summary() and "into the cache" in disk.summary()
+        assert "in memory" in memory.summary() and "the cache" in disk.summary()
         assert memory.counts["val"]["truncated"] + memory.counts["train"]["truncated"] > 0
 
 
