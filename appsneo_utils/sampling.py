@@ -11,11 +11,65 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from . import modeling
+from .data import DIFFICULTIES
 from .execution import VERDICTS
-from .prompts import STOP_STRINGS, PromptFormat, first_stop, get_format
+from .params import Profile, Settings, setting
+from .prompts import FORMATS, STOP_STRINGS, PromptFormat, first_stop, get_format
 
 BACKENDS = ("auto", "hf", "fast")
 STOPPED_BY = ("eos", "stop", "length")
+SPLITS = ("train", "test", "all")
+# How notebooks 03 and 05 say where their model comes from when none is named (modeling.resolve_model decides).
+MODEL_BY_PROFILE = (f"by profile (full {modeling.APPS_MODEL}; smoke runs/02_finetune/model if it exists, "
+                    f"else the tiny model)")
+
+
+def profile_model(profile: Profile) -> str:
+    """The model a notebook samples when none is named: `modeling.resolve_model` on the profile."""
+    return modeling.resolve_model(None, full=profile.full).name
+
+
+@dataclass
+class SampleSettings(Settings):
+    """Notebook 03's settings: the model, the problems the panel lists, and how it samples and judges."""
+
+    model: str = setting(modeling.APPS_MODEL, "a model folder, a hub name, or tiny", "str",
+                         by_profile=MODEL_BY_PROFILE)
+    data: str = setting("codeparrot/apps", "any load_apps source (mini, codeparrot/apps, a file)", "str",
+                        smoke="mini")
+    split: str = setting("test", "train | test | all", "choice", choices=SPLITS)
+    difficulty: str = setting("all", "all | introductory | interview | competition", "choice",
+                              choices=("all", *DIFFICULTIES))
+    problem: str | None = setting(None, "the problem the panel opens on, split:id such as test:3; None: the first "
+                                  "one the model trained on (else the first)", "str", optional=True)
+    n_problems: int = setting(3, "problems sampled headless in section 4 (0 skips it)", "int", minimum=0)
+    n_samples: int = setting(2, "samples per problem", "int", minimum=1)
+    temperature: float = setting(0.8, "sampling temperature (0 means greedy)", "float", minimum=0.0)
+    top_p: float = setting(0.95, "nucleus sampling mass (1.0 means off)", "float", minimum=0.01, maximum=1.0)
+    top_k: int = setting(0, "keep the k likeliest tokens (0 means off)", "int", minimum=0)
+    max_new_tokens: int = setting(256, "new tokens per sample at most (a cut program can loop until the timeout)",
+                                  "int", minimum=1)
+    prompt_format: str = setting("train", "a name in prompts.FORMATS", "choice", choices=tuple(FORMATS))
+    batch_size: int = setting(8, "sequences generated together", "int", minimum=1)
+    backend: str = setting("auto", "auto | hf | fast (auto: fast on CUDA, HF generate on CPU)", "choice",
+                           choices=BACKENDS)
+    timeout: float = setting(4.0, "seconds per test in the sandboxed executor", "float", minimum=0.1)
+    seed: int = setting(0, "random seed (sampling and the problem choice)", "int")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.model = modeling.resolve_model(self.model).name  # what load_model takes: a folder made absolute
+
+    @classmethod
+    def layered_defaults(cls, profile: Profile, values: dict) -> dict:
+        return {"model": profile_model(profile)}
+
+    def sampling(self) -> dict:
+        """The keyword arguments of `generate_samples` (and `sample_problems`) these settings choose."""
+        return dict(n=self.n_samples, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                    max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, backend=self.backend,
+                    seed=self.seed)
 
 
 @dataclass
@@ -468,15 +522,17 @@ def plot_verdicts(records, *, title: str = "test verdicts of the sampled program
 
 def pick_model(name: str | None = None, *, full: bool = False, finetuned=None, device=None, seed: int = 0):
     """(model, tokenizer, note): the model `name` means (modeling.resolve_model: "tiny" is always the tiny
-    model; "" or None is by profile: the 02_finetune output if it exists, else tiny), loaded."""
-    from . import modeling
-
+    model; None is by profile: the 02_finetune output if it exists, else tiny), loaded. The note says why
+    the model was chosen; a name that is the profile's own choice (as settings resolve it) says so."""
     chosen = modeling.resolve_model(name, full=full, finetuned=finetuned)
+    by_profile = modeling.resolve_model(None, full=full, finetuned=finetuned)
+    if chosen.name == by_profile.name:
+        chosen = by_profile
     model, tokenizer = modeling.load_model(chosen.name, device=device, seed=seed)
     return model, tokenizer, chosen.note()
 
 
 __all__ = [
-    "Sample", "Generations", "generate_samples", "finish_sample", "run_sample_tests", "problem_prompts",
+    "SampleSettings", "Sample", "Generations", "generate_samples", "finish_sample", "run_sample_tests", "problem_prompts",
     "sample_problems", "verdict_counts", "plot_verdicts", "pick_model", "VERDICTS", "BACKENDS",
 ]

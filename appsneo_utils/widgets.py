@@ -153,6 +153,14 @@ class SamplingPanel:
         if problem:
             self.select(problem)
 
+    @classmethod
+    def from_settings(cls, model, tokenizer, problems, settings, *, problem: str | None = None):
+        """The panel on notebook 03's `sampling.SampleSettings`: its format, sliders' start values and sampler."""
+        return cls(model, tokenizer, problems, problem=problem, fmt=settings.prompt_format,
+                   temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens,
+                   n_samples=settings.n_samples, seed=settings.seed, timeout=settings.timeout, top_k=settings.top_k,
+                   batch_size=settings.batch_size, backend=settings.backend)
+
     # --- display ---------------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs):

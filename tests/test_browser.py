@@ -62,7 +62,7 @@ def _parameterised_copy(folder, model_dir):
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), {**PARAMETERS, "model_name": str(model_dir)})
+    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOK)), {**PARAMETERS, "model": str(model_dir)})
     target = folder / NOTEBOOK.name
     nbformat.write(nb, target)
     return target

@@ -233,6 +233,30 @@ def test_pick_model_prefers_the_finetuned_output_unless_tiny_is_named(tmp_path):
     # "tiny" is the tiny model even with an 02 output there: a fresh one, seeded differently, not the saved one
     tiny, _, note = sampling.pick_model("tiny", finetuned=tmp_path / "model", seed=1)
     assert "random weights" in note and not torch.equal(tiny.transformer.wte.weight, model.transformer.wte.weight)
+    # the folder the settings resolved by profile, named: the note still says why it was chosen
+    _, _, note = sampling.pick_model(str(tmp_path / "model"), finetuned=tmp_path / "model")
+    assert "by profile: the 02_finetune output" in note
+
+
+def test_sample_settings_coerce_papermill_strings_and_take_the_model_by_profile(tmp_path, monkeypatch):
+    from appsneo_utils import paths
+    from appsneo_utils.sampling import SampleSettings
+
+    monkeypatch.setattr(paths, "RUNS_DIR", tmp_path)  # where resolve_model looks for the 02_finetune output
+    smoke = SampleSettings.from_params(profile="smoke", temperature="0", n_samples="3", top_k="5", backend="HF")
+    assert (smoke.model, smoke.data, smoke.split, smoke.problem) == ("tiny", "mini", "test", None)
+    assert smoke.sampling() == dict(n=3, temperature=0.0, top_p=0.95, top_k=5, max_new_tokens=256, batch_size=8,
+                                    backend="hf", seed=0)
+    folder = tmp_path / "02_finetune" / "model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert SampleSettings.from_params(profile="smoke").model == str(folder.resolve())
+    assert SampleSettings.from_params(profile="full").model == modeling.APPS_MODEL
+    assert SampleSettings.from_params(profile="full", model="tiny").model == "tiny"
+    with pytest.raises(ValueError, match="prompt_format must be one of train"):
+        SampleSettings.from_params(profile="smoke", prompt_format="chat")
+    with pytest.raises(ValueError, match="n_samples must be at least 1"):
+        SampleSettings.from_params(profile="smoke", n_samples="0")
 
 
 # --- the panel, driven from Python ----------------------------------------------------------------

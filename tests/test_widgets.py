@@ -30,3 +30,15 @@ def test_the_panel_opens_on_the_problem_it_is_given(problems):
     assert panel.current_problem()[1] == row["tests"]
     with pytest.raises(ValueError, match="no problem 'test:99999'"):
         panel.select("test:99999")
+
+
+def test_the_panel_starts_from_notebook_03s_settings(problems):
+    from appsneo_utils.sampling import SampleSettings
+
+    settings = SampleSettings.from_params(profile="smoke", model="tiny", prompt_format="docstring", temperature="0.2",
+                                          n_samples="3", max_new_tokens="64", top_k="5", backend="hf")
+    model, tokenizer = modeling.load_model("tiny")
+    panel = SamplingPanel.from_settings(model, tokenizer, problems, settings)
+    assert (panel.fmt.value, panel.temperature.value, panel.n_samples.value, panel.max_new_tokens.value) == (
+        "docstring", 0.2, 3, 64)
+    assert panel.sampling == {"top_k": 5, "batch_size": 8, "backend": "hf"}
