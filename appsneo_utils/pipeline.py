@@ -12,13 +12,13 @@ the one-file report runs/report/index.html.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .params import PROFILES, coerce_choice, resolve_profile
+from .params import PROFILES, Settings, coerce_choice, resolve_profile, setting
 from .paths import FIGURES_DIR, NOTEBOOKS_DIR, RUNS_DIR, runs_dir, write_json
 from .plotting import shown_path
 
@@ -137,14 +137,24 @@ def write_summary(timings: dict | None = None, runs: Path | None = None) -> Path
     return write_json(runs / SUMMARY, collect_summary(runs, timings))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="smoke", help="auto | full | smoke (default: smoke, the embedded default)")
+@dataclass
+class PipelineSettings(Settings):
+    """The main job's knobs: which profile every notebook runs on, and whether to write the report."""
+
+    profile: str = setting("smoke", "auto | full | smoke (smoke: the embedded default, tiny model and mini set; "
+                           "full: the real model and APPS, on a GPU with the hub)", "choice", choices=PROFILES)
+    report: bool = setting(True, "write runs/report/index.html at the end", "bool")
+
+
+def _only(parser) -> None:
     parser.add_argument("--only", nargs="*", help="notebook numbers or names to run, e.g. --only 01 02")
-    parser.add_argument("--no-report", action="store_true", help="skip runs/report/index.html")
-    args = parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    settings, extra = PipelineSettings.parse_args(argv, prog="python -m appsneo_utils.pipeline",
+                                                  description=__doc__.split("\n")[0], extra=_only)
     try:
-        run_pipeline(args.profile, args.only, report=not args.no_report)
+        run_pipeline(settings.profile, extra["only"], report=settings.report)
     except (RuntimeError, ValueError) as exc:
         print(f"pipeline stopped: {exc}", file=sys.stderr)
         return 1

@@ -10,19 +10,21 @@ notebook in an iframe's `srcdoc`, no script fetched from a CDN. It opens from a 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
+from .params import Settings, setting
 from .paths import FIGURES_DIR, ROOT, RUNS_DIR
 from .plotting import shown_path
 
@@ -197,11 +199,18 @@ def build(out: Path | None = None, *, runs: Path = RUNS_DIR, figures: Path = FIG
     return out
 
 
+@dataclass
+class ReportSettings(Settings):
+    """Where the one-file report goes."""
+
+    PROFILED: ClassVar[bool] = False
+    out: str | None = setting(None, "the HTML file to write; None: runs/report/index.html", "str", optional=True)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", help="the HTML file to write (default: runs/report/index.html)")
-    args = parser.parse_args(argv)
-    path = build(args.out)
+    settings, _ = ReportSettings.parse_args(argv, prog="python -m appsneo_utils.report",
+                                            description=__doc__.split("\n")[0])
+    path = build(settings.out)
     print(f"report: {shown_path(path)} ({path.stat().st_size / 1e6:.1f} MB, one self-contained file)")
     return 0
 
