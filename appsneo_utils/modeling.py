@@ -7,11 +7,17 @@ notebook runs offline on a CPU in minutes.
 
 from __future__ import annotations
 
+import datetime
+import json
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
+from . import paths
 from .compat import check_gpt_neo_internals, check_transformers
 from .params import hub_reachable
+from .plotting import shown_path
+from .prompts import training_examples
 
 check_transformers()  # the attention subclass below relies on transformers 5's GPT-Neo internals
 
@@ -53,8 +59,7 @@ def train_tiny_tokenizer(texts=None, vocab_size: int = TINY_VOCAB, max_length: i
 
 
 def _mini_texts():
-    from .data import load_apps
-    from .prompts import training_examples
+    from .data import load_apps  # pandas: a second of import that only the tiny tokenizer needs
 
     frame = load_apps("mini", split="all", verbose=False)
     for row in frame.to_dict("records"):
@@ -213,18 +218,12 @@ def write_provenance(folder, *, how: str, model: str | None = None, base_model: 
     """appsneo_provenance.json: `model` (the named checkpoint these weights are an unchanged copy of),
     `base_model` (what training started from), `trained_problems` (a training record, relative to the
     folder), `how`, the kit version and the date. This is how a local folder is recognised later."""
-    import datetime
-
-    from . import paths
-
     record = {"model": model, "base_model": base_model, "trained_problems": trained_problems, "how": how,
               "kit_version": kit_version(), "date": datetime.date.today().isoformat(), **extra}
     return paths.write_json(Path(folder) / PROVENANCE_FILE, record)
 
 
 def kit_version() -> str:
-    from importlib import metadata
-
     try:
         return metadata.version("appsneo")
     except metadata.PackageNotFoundError:  # a checkout used without installing it
@@ -233,8 +232,6 @@ def kit_version() -> str:
 
 def read_provenance(folder) -> dict | None:
     """The folder's provenance record, or None when it has none."""
-    import json
-
     path = Path(folder) / PROVENANCE_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -261,8 +258,6 @@ class ModelChoice:
 
 def finetune_output(folder=None) -> Path | None:
     """The 02_finetune output folder (default runs/02_finetune/model) when it holds a model, else None."""
-    from . import paths
-
     folder = Path(folder) if folder is not None else paths.RUNS_DIR.joinpath(*FINETUNE_OUTPUT)
     return folder if (folder / "config.json").is_file() else None
 
@@ -291,8 +286,6 @@ def resolve_model(model_name: str | None = "", *, full: bool = False, finetuned=
 def _local_folder(name: str) -> Path | None:
     """`name` as an existing folder: as given (from the current directory), else from the repository root, so
     that "runs/02_finetune/model" means the same from notebooks/ as from the root."""
-    from . import paths
-
     for path in (Path(name).expanduser(), paths.ROOT / name):
         if path.is_dir():
             return path.resolve()
@@ -302,8 +295,6 @@ def _local_folder(name: str) -> Path | None:
 def model_label(name: str) -> str:
     """A folder as runs/... or as a path inside the repository, else its own name; hub names and "tiny" as
     they are. Figures and tables carry this, never an absolute path of the machine."""
-    from .plotting import shown_path
-
     path = Path(str(name)).expanduser()
     return shown_path(path.resolve()) if path.is_absolute() else str(name)
 
