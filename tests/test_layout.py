@@ -59,3 +59,13 @@ def test_no_run_of_six_identical_lines_in_two_places():
         if len(distinct) > 1:
             repeated.append(f"{distinct[0][0]}:{distinct[0][1]} ~ {distinct[1][0]}:{distinct[1][1]}")
     assert not repeated, f"the same six lines stand in two places; make them one function: {sorted(repeated)[:10]}"
+
+
+def test_readme_package_map_names_every_module_and_nothing_else():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The package: `appsneo_utils`", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    named = set(re.findall(r"`([a-z_]+)`", " ".join(rows)))
+    present = {p.stem for p in modules() if p.stem != "__init__"}
+    assert named == present, (f"README's package map lacks {sorted(present - named)} "
+                              f"and names missing modules {sorted(named - present)}")
