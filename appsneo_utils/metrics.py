@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data import DIFFICULTIES
 from .execution import pass_fraction
-
-DIFFICULTIES = ("introductory", "interview", "competition")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -67,7 +66,7 @@ def _record(item: Any) -> dict:
     raise TypeError(f"a record must be a dict or a (problem_id, ExecResult) pair, got {type(item).__name__}")
 
 
-def per_problem(records: Iterable | pd.DataFrame, difficulties: Mapping | None = None) -> pd.DataFrame:
+def problem_scores(records: Iterable | pd.DataFrame, difficulties: Mapping | None = None) -> pd.DataFrame:
     """One row per problem: n samples, c passing all tests, test_case_average, strict_accuracy.
 
     difficulties: problem_id -> difficulty; else each record's own "difficulty" (or "unknown").
@@ -118,7 +117,7 @@ def summarize(records: Iterable | pd.DataFrame, ks: Iterable[int] = (1, 5, 10),
 
     pass@k is reported for the problems with at least k samples (the `problems` column says how many).
     """
-    table = per_problem(records, difficulties)
+    table = problem_scores(records, difficulties)
     groups = [("all", table)]
     present = [d for d in DIFFICULTIES if d in set(table["difficulty"])]
     present += sorted(set(table["difficulty"]) - set(DIFFICULTIES))

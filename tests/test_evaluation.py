@@ -2,15 +2,15 @@
 
 import json
 import math
-import shutil
 
 import pandas as pd
 import pytest
 
 from appsneo_utils import evaluation as ev
-from appsneo_utils import records
 from appsneo_utils import evaluation_figures as figures
+from appsneo_utils import humaneval, records, scoring
 from appsneo_utils.data import load_apps
+from appsneo_utils.modeling import APPS_MODEL, save_model, tiny_model
 
 HARDCODE_FIRST = """\
 import sys
@@ -53,7 +53,7 @@ def test_pass_at_k_table_reproduces_a_hand_computed_case(tmp_path, mini_test):
         2: [p2.solutions_list[i % 2] for i in range(5)],  # c=5
         4: ["def (:"] * 5,  # c=0, compile errors
     }
-    settings = ev.EvalSettings(n=5, ks=(1, 2, 5), n_boot=200, timeout=4.0)
+    settings = ev.EvalSettings(model="tiny", n_samples=5, ks=(1, 2, 5), n_boot=200, timeout=4.0)
     ev.prepare_folder(tmp_path, settings, frame)
     write_samples(tmp_path, frame, codes)
     result = ev.finish(frame, settings, tmp_path, progress=False)
@@ -80,7 +80,8 @@ def test_pass_at_k_table_reproduces_a_hand_computed_case(tmp_path, mini_test):
 
 
 def small_settings(**overrides):
-    base = dict(n=3, max_new_tokens=24, batch_size=6, chunk_problems=2, n_boot=200, ks=(1, 3), temperature=1.0)
+    base = dict(model="tiny", n_samples=3, max_new_tokens=24, batch_size=6, chunk_problems=2, n_boot=200, ks="1,3",
+                temperature=1.0)
     return ev.EvalSettings(**{**base, **overrides})
 
 
@@ -140,19 +141,24 @@ def test_a_run_folder_refuses_other_settings(tmp_path, mini_test):
         ev.prepare_folder(tmp_path, small_settings(temperature=0.2), frame)
     with pytest.raises(ValueError, match="problem list"):
         ev.prepare_folder(tmp_path, small_settings(), mini_test.head(4))
-    assert ev.run_name(small_settings()) == ev.run_name(small_settings(n_boot=500))
-    assert ev.run_name(small_settings()) != ev.run_name(small_settings(seed=1))
+    assert ev.default_run_name(small_settings()) == ev.default_run_name(small_settings(n_boot=500, workers=2))
+    assert ev.default_run_name(small_settings()) != ev.default_run_name(small_settings(seed=1))
+    assert ev.run_folder(small_settings(run_name="mine"), tmp_path) == tmp_path / "mine"
 
 
-def test_a_retrained_model_starts_a_new_run(tmp_path):
+def test_a_retrained_model_starts_a_new_run(tmp_path, monkeypatch):
     model = tmp_path / "model"
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"weights 1")
     first = ev.model_fingerprint(str(model))
     (model / "model.safetensors").write_bytes(b"other weights")
     assert ev.model_fingerprint(str(model)) != first
-    named = [ev.run_name(small_settings(model=str(model), model_fingerprint=f)) for f in (first, "x")]
-    assert named[0] != named[1]
+    named = ev.default_run_name(small_settings(model=str(model)))
+    (model / "model.safetensors").write_bytes(b"weights 3")
+    assert ev.default_run_name(small_settings(model=str(model))) != named
+    # a folder named from another working directory is the same model, and so the same run
+    monkeypatch.chdir(tmp_path)
+    assert small_settings(model="model").model == str(model.resolve())
     assert ev.model_fingerprint("tiny") == "tiny"
 
 
@@ -169,25 +175,32 @@ def test_read_jsonl_drops_and_repairs_a_partial_last_line(tmp_path):
 def test_humaneval_runs_in_our_sandbox():
     from appsneo_utils.execution import run_many
 
-    frame = ev.humaneval_frame()
+    frame = humaneval.problems()
     assert len(frame) == 164 and frame.problem_id.tolist() == list(range(164))
     rows = frame.to_dict("records")
-    right = [(r["problem_id"], ev.humaneval_program(r["question"] + r["solutions_list"][0], r), r["tests"])
+    right = [(r["problem_id"], humaneval.program(r["question"] + r["solutions_list"][0], r), r["tests"])
              for r in rows]
     results = dict(run_many(right, workers=2, timeout=10))
     assert [k for k, v in results.items() if not v.passed] == []  # every canonical solution passes
-    wrong = [(r["problem_id"], ev.humaneval_program(r["question"] + "    return None\n", r), r["tests"])
+    wrong = [(r["problem_id"], humaneval.program(r["question"] + "    return None\n", r), r["tests"])
              for r in rows[:5]]
     assert not any(v.passed for _, v in run_many(wrong, workers=2, timeout=10))
-    assert ev.HUMANEVAL_FORMAT.program("def f():\n", "    return 1\ndef g(): pass") == "def f():\n    return 1"
+    assert humaneval.FORMAT.program("def f():\n", "    return 1\ndef g(): pass") == "def f():\n    return 1"
 
 
 def test_humaneval_evaluation_end_to_end(tmp_path, tiny):
     model, tokenizer = tiny
-    settings = ev.humaneval_settings(small_settings(n=2, max_new_tokens=16), full=False, limit=2)
+    apps = small_settings(n_samples=2, max_new_tokens=16, humaneval_limit=2, run_name="mine")
+    settings = ev.humaneval_settings(apps)
+    alone = apps.changed(humaneval=False)
+    assert ev.runs_of(apps) == [apps, settings] and ev.runs_of(alone) == [alone]
+    assert (settings.data, settings.limit, settings.judges, settings.run_name) == ("humaneval", 2, ("strict",), None)
+    assert "-humaneval-test-" in ev.default_run_name(settings)
     result = ev.evaluate(model, tokenizer, settings, tmp_path, progress=False)
     assert set(result.table.difficulty) == {"humaneval", "all"}
     assert result.results.judged.all() and len(result.results) == 4
+    with pytest.raises(ValueError, match="HumanEval has a test split only"):
+        settings.changed(split="train")
 
 
 def test_both_judges_score_the_same_samples_and_their_disagreements_are_counted(tmp_path, mini_test):
@@ -196,7 +209,7 @@ def test_both_judges_score_the_same_samples_and_their_disagreements_are_counted(
     guarded = ("def main():\n" + "".join(f"    {line}\n" for line in solution.splitlines())
                + 'if __name__ == "__main__":\n    main()\n')
     codes = {0: [solution, guarded, solution + "print(h)\n"]}
-    settings = ev.EvalSettings(n=3, ks=(1,), n_boot=100)
+    settings = ev.EvalSettings(model="tiny", n_samples=3, ks=(1,), n_boot=100)
     assert settings.judges == ("apps", "strict")  # APPS's rules make the headline: comparable with the literature
     ev.prepare_folder(tmp_path, settings, frame)
     write_samples(tmp_path, frame, codes)
@@ -206,7 +219,7 @@ def test_both_judges_score_the_same_samples_and_their_disagreements_are_counted(
     assert result.judge == "apps" and result.results.passed.tolist() == [True, False, True]
     strict = ev.load_results(tmp_path, frame, judge_name="strict")
     assert strict.passed.tolist() == [True, True, False]
-    assert result.disagreements == {"strict": 2} and len(ev.disagreeing(result.results, strict)) == 2
+    assert result.disagreements == {"strict": 2} and len(scoring.disagreeing(result.results, strict)) == 2
     assert result.other_judges["strict"].set_index(["difficulty", "metric"]).loc[("all", "pass@1"), "value"] == \
         pytest.approx(2 / 3)
     side = ev.judges_table(result)
@@ -214,8 +227,10 @@ def test_both_judges_score_the_same_samples_and_their_disagreements_are_counted(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["judge"] == "apps" and summary["other_judges"]["strict"]["disagreements"] == 2
     assert (tmp_path / "table.strict.csv").is_file()
-    with pytest.raises(ValueError, match="judges"):
+    with pytest.raises(ValueError, match="judges must be one of"):
         ev.EvalSettings(judges=("apps", "lenient"))
+    with pytest.raises(ValueError, match="judges must be distinct"):
+        ev.EvalSettings(judges="apps,apps")
 
 
 def test_published_figures_are_the_checked_ones():
@@ -229,39 +244,55 @@ def test_published_figures_are_the_checked_ones():
     assert table["source"].str.contains("arXiv:").all() and table["checked"].str.len().gt(10).all()
 
 
-def test_notebook_settings_coerce_papermill_strings():
-    s = ev.notebook_settings(False, n_samples="3", limit="2", ks="1,2", temperature="0.5", difficulties="interview")
-    assert (s.n, s.limit, s.per_difficulty, s.ks, s.temperature, s.difficulties) == (3, 2, True, (1, 2), 0.5,
-                                                                                     ("interview",))
-    assert s.usable_ks == (1, 2)
-    full = ev.notebook_settings(True)
-    assert full.model == "flax-community/gpt-neo-1.3B-apps-all" and full.source == "codeparrot/apps"
-    with pytest.raises(ValueError, match="ks"):
-        ev.notebook_settings(False, ks="one")
+def test_settings_take_papermill_strings_and_profile_defaults(tmp_path, monkeypatch):
+    from appsneo_utils import paths
+
+    monkeypatch.setattr(paths, "RUNS_DIR", tmp_path)  # no 02_finetune output: smoke takes the tiny model
+    s = ev.EvalSettings.from_params(profile="smoke", n_samples="3", limit="2", ks="1,2", temperature="0.5",
+                                    difficulties="interview", humaneval="false", workers="2")
+    assert (s.model, s.data, s.n_samples, s.limit, s.ks, s.temperature) == ("tiny", "mini", 3, 2, (1, 2), 0.5)
+    assert (s.difficulties, s.humaneval, s.workers, s.run_name) == (("interview",), False, 2, None)
+    assert s.usable_ks == (1, 2) and ev.EvalSettings.from_params(profile="smoke", limit="all").limit == "all"
+    smoke = ev.EvalSettings.from_params(profile="smoke")
+    assert (smoke.limit, smoke.n_samples, smoke.max_new_tokens, smoke.humaneval_limit) == (4, 5, 400, 3)
+    assert smoke.difficulties == ("introductory", "interview", "competition")
+    full = ev.EvalSettings.from_params(profile="full")
+    assert (full.model, full.data, full.limit, full.n_samples) == (APPS_MODEL, "codeparrot/apps", "all", 10)
+    model = tmp_path / "02_finetune" / "model"
+    save_model(*tiny_model(seed=1), model)
+    assert ev.EvalSettings.from_params(profile="smoke").model == str(model.resolve())
+    assert ev.EvalSettings.from_params(profile="smoke", model="tiny").model == "tiny"
+    with pytest.raises(ValueError, match="ks must be a whole number"):
+        ev.EvalSettings.from_params(profile="smoke", ks="one")
     with pytest.raises(ValueError, match="prompt_format"):
-        ev.notebook_settings(False, prompt_format="nope")
+        ev.EvalSettings.from_params(profile="smoke", prompt_format="nope")
+    with pytest.raises(ValueError, match="limit must be"):
+        ev.EvalSettings.from_params(profile="smoke", limit=0)
 
 
 def test_the_launcher_runs_one_process(tmp_path, capsys):
-    out = tmp_path / "run"
-    status = ev.main(["--model", "tiny", "--limit", "2", "--n", "2", "--max-new-tokens", "12", "--ks", "1,2",
-                      "--n-boot", "100", "--out", str(out), "--workers", "1"])
+    status = ev.main(["--profile", "smoke", "--model", "tiny", "--limit", "1", "--n_samples", "2",
+                      "--max_new_tokens", "12", "--ks", "1,2", "--n_boot", "100", "--out", str(tmp_path),
+                      "--workers", "1", "--humaneval_limit", "1"])
     assert status == 0
-    table = pd.read_csv(out / "table.csv")
+    apps, he = sorted(tmp_path.iterdir(), key=lambda p: "humaneval" in p.name)
+    table = pd.read_csv(apps / "table.csv")
     assert set(table.metric) >= {"pass@1", "pass@2", "strict_accuracy", "test_case_average"}
+    assert set(table.difficulty) == {"introductory", "interview", "competition", "all"}  # 1 problem of each
+    assert set(pd.read_csv(he / "table.csv").difficulty) == {"humaneval", "all"}  # HumanEval too, as in 04
     assert "Contamination: none" in capsys.readouterr().out
-    shutil.rmtree(out)
 
 
 def test_launch_command_carries_every_setting():
-    import dataclasses
     import shlex
 
-    settings = ev.EvalSettings(difficulties=("interview",), limit=4, per_difficulty=True, n=3, temperature=0.5,
-                               top_k=7, chunk_problems=2, timeout=2.5, ks=(1, 3), n_boot=500, judges=("strict", "apps"))
-    words = shlex.split(ev.launch_command(settings, contamination="none").replace("\\\n", " "))  # as a shell joins it
-    back = ev.settings_from_args(ev.parse_args(words[words.index("appsneo_utils.evaluation") + 1:]))
-    assert back == dataclasses.replace(settings, model_fingerprint=back.model_fingerprint)
+    settings = ev.EvalSettings(model="tiny", difficulties=("interview",), limit=4, n_samples=3, temperature=0.5,
+                               top_k=7, chunk_problems=2, timeout=2.5, ks=(1, 3), n_boot=500, judges=("strict", "apps"),
+                               contamination="none", run_name="my run", humaneval=False, profile="smoke")
+    words = shlex.split(ev.launch_command(settings).replace("\\\n", " "))  # as a shell joins it
+    back, extra = ev.EvalSettings.parse_args(words[words.index("appsneo_utils.evaluation") + 1:], prog="x",
+                                             description="x")
+    assert back == settings and extra == {}
 
 
 def test_the_contamination_gap_splits_pass_at_k_into_seen_and_unseen(tmp_path, monkeypatch):
@@ -275,18 +306,19 @@ def test_the_contamination_gap_splits_pass_at_k_into_seen_and_unseen(tmp_path, m
                              "passed": ok} for p, oks in passes.items() for s, ok in enumerate(oks)])
     problems = pd.DataFrame({"split": "test", "problem_id": list(passes)})
     seen = Contamination("contaminated", "record", frozenset({("test", 0), ("test", 1), ("train", 9)}))
-    settings = ev.EvalSettings(n=2, ks=(1, 2), n_boot=200)
-    gap = ev.contamination_gap(results, problems, seen, settings)
-    record = ev.gap_record(gap)
+    settings = ev.EvalSettings(model="tiny", n_samples=2, ks=(1, 2), n_boot=200)
+    gap = scoring.contamination_gap(results, problems, seen, settings)
+    record = scoring.gap_record(gap)
     assert record["seen"] == {"problems": 2, "pass@1": 1.0, "low": 1.0, "high": 1.0}
     assert record["unseen"]["problems"] == 2 and record["unseen"]["pass@1"] == pytest.approx(0.25)  # (1/2 + 0) / 2
     assert 0.0 <= record["unseen"]["low"] <= 0.25 <= record["unseen"]["high"] <= 0.5
     assert set(gap.metric) == {"pass@1", "pass@2"}
-    assert "Seen: the 2 problems" in ev.gap_statement(gap, seen) and "unseen: the 2" in ev.gap_statement(gap, seen)
+    statement = scoring.gap_statement(gap, seen)
+    assert "Seen: the 2 problems" in statement and "unseen: the 2" in statement
     # a model whose seen problems cannot be told has no gap, and says why
     unknown = Contamination("unknown", "?")
-    assert ev.contamination_gap(results, problems, unknown, settings) is None
-    assert ev.gap_record(None) == {"seen": None, "unseen": None}
+    assert scoring.contamination_gap(results, problems, unknown, settings) is None
+    assert scoring.gap_record(None) == {"seen": None, "unseen": None}
     fig = figures.fig_contamination_gap(gap, title="Contamination gap: pass@k of tiny on mini test, n=2, T=0.8")
     heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches)
     assert heights == [25.0, 50.0, 100.0, 100.0]  # percent on a "%" axis: unseen pass@1, pass@2; seen both

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from appsneo_utils.execution import ExecResult
-from appsneo_utils.metrics import (bootstrap_ci, pass_at_k, pass_at_k_array, per_problem, program_code,
+from appsneo_utils.metrics import (bootstrap_ci, pass_at_k, pass_at_k_array, problem_scores, program_code,
                                    summarize)
 
 
@@ -75,8 +75,8 @@ def _records():
     ]
 
 
-def test_per_problem_by_hand():
-    table = per_problem(_records()).set_index("problem_id")
+def test_problem_scores_by_hand():
+    table = problem_scores(_records()).set_index("problem_id")
     assert table.loc[1, ["n", "c"]].tolist() == [2, 1]
     assert table.loc[1, "test_case_average"] == pytest.approx((1 + 0.5) / 2)
     assert table.loc[2, "test_case_average"] == 0.0  # a compile error fails every test
@@ -106,7 +106,7 @@ def test_inputs_as_dataframe_pairs_and_difficulty_map():
     pd.testing.assert_frame_equal(a, b)
     result = ExecResult(verdicts=["passed", "timeout"], apps_codes=[True, -1], passed=False,
                         errors=[None, "t"], seconds=1.0, n_tests=2)
-    table = per_problem([(7, result)], difficulties={7: "competition"})
+    table = problem_scores([(7, result)], difficulties={7: "competition"})
     assert table.loc[0, "difficulty"] == "competition" and table.loc[0, "test_case_average"] == 0.5
 
 
