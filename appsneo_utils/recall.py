@@ -1,7 +1,7 @@
 """Recall probe: does a sample solve its problem, or does it reproduce a human solution it trained on?
 
 The measure, per sample: its similarity to the CLOSEST human solution of the same problem, that
-solution taken as the model was trained on it (`probes.reference_target`: the re-indented text).
+solution taken as the model was trained on it (`likelihood.reference_target`: the re-indented text).
 
 1. Both programs become normalised token sequences (`code_tokens`): Python's own tokenizer, with
    comments, blank lines, whitespace and the encoding/end markers dropped; line ends and block
@@ -26,6 +26,8 @@ import tokenize
 import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Levenshtein
+
+from .likelihood import reference_target
 
 NEAR_VERBATIM = 0.9
 DROPPED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
@@ -71,8 +73,6 @@ def closest(code: str | None, solutions) -> tuple[float, int]:
 
 def trained_solutions(problems: pd.DataFrame) -> dict[tuple, list[list[str]]]:
     """(split, problem_id) -> token sequences of its human solutions, as the model trained on them."""
-    from .probes import reference_target
-
     return {(row["split"], int(row["problem_id"])): [code_tokens(reference_target(s)) for s in row["solutions_list"]]
             for row in problems.to_dict("records")}
 

@@ -1,11 +1,12 @@
-"""Probes: every format renders both call types, the NLL equals a direct computation, AST checks, paired deltas."""
+"""Probes (notebook 05): every format renders both call types, the NLL equals a direct computation
+(`likelihood`), the syntax-tree checks (`code_facts`), paired deltas, and the notebook's settings."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from appsneo_utils import probes
-from appsneo_utils.data import load_apps
+from appsneo_utils import code_facts, likelihood, probes
+from appsneo_utils.data import load_apps, usable_for_evaluation
 from appsneo_utils.prompts import FORMATS
 
 REQUIRED = {"train", "apps_eval", "bigcode", "no_markers", "docstring", "markdown", "spaces", "paraphrased"}
@@ -65,13 +66,13 @@ def direct_nll(model, tokenizer, prompt, target):
 def test_the_nll_probe_equals_a_direct_computation(tiny, mini_test):
     model, tokenizer = tiny
     row = mini_test.iloc[2].to_dict()
-    target = probes.reference_target(row["solutions_list"][0])
+    target = likelihood.reference_target(row["solutions_list"][0])
     pairs = [(p, target) for p in probes.render_all(row).values()] + [("", "print(1)\n"), ("x = 1\n", "y")]
-    batched = probes.nll_pairs(model, tokenizer, pairs, batch_size=3)  # padded batches of unequal lengths
+    batched = likelihood.nll_pairs(model, tokenizer, pairs, batch_size=3)  # padded batches of unequal lengths
     for (prompt, tgt), got in zip(pairs, batched):
         assert got.mean == pytest.approx(direct_nll(model, tokenizer, prompt, tgt), rel=1e-5, abs=1e-5)
         assert not got.prompt_truncated and not got.target_truncated
-    table = probes.reference_nll(model, tokenizer, mini_test.head(3), solutions_per_problem=2)
+    table = likelihood.reference_nll(model, tokenizer, mini_test.head(3), solutions_per_problem=2)
     assert len(table) == 3 * 2 * len(probes.PROBE_FORMATS)
     assert table.groupby(["problem_id", "solution"])["tokens"].nunique().eq(1).all()  # same target in every format
     one = table[(table.problem_id == 2) & (table.solution == 0) & (table.fmt == "train")].nll.item()
@@ -81,7 +82,7 @@ def test_the_nll_probe_equals_a_direct_computation(tiny, mini_test):
 def test_long_prompts_lose_their_start_to_fit_the_context(tiny):
     model, tokenizer = tiny
     prompt = "word " * 3000
-    (got,) = probes.nll_pairs(model, tokenizer, [(prompt, "print(1)\n")], max_target_tokens=4)
+    (got,) = likelihood.nll_pairs(model, tokenizer, [(prompt, "print(1)\n")], max_target_tokens=4)
     assert got.prompt_truncated and got.target_truncated and got.tokens == 4
     assert got.prompt_tokens + got.tokens == model.config.max_position_embeddings
     assert np.isfinite(got.mean)
@@ -102,15 +103,15 @@ def test_long_prompts_lose_their_start_to_fit_the_context(tiny):
     ("import os\nprint(os.path.join('a', 'b'), os.getcwd())", ()),
 ])
 def test_dangerous_apis_are_found_in_the_syntax_tree(code, names):
-    facts = probes.analyse_code(code)
+    facts = code_facts.analyse_code(code)
     assert facts.parses and facts.dangerous == names
 
 
 def test_code_that_does_not_parse():
     for code in ("def f(:\n", "print 'python 2'", "\x00", None):
-        facts = probes.analyse_code(code)
+        facts = code_facts.analyse_code(code)
         assert not facts.parses and facts.dangerous == ()
-    assert probes.analyse_code("import os\nos.unlink('x')\neval('1')").categories == ("eval_exec", "file_deletion")
+    assert code_facts.analyse_code("import os\nos.unlink('x')\neval('1')").categories == ("eval_exec", "file_deletion")
 
 
 def test_plausible_but_wrong():
@@ -175,7 +176,7 @@ def test_sampling_every_format_pairs_the_samples(tiny, mini_test):
     assert samples.verdicts.notna().all() and samples.parses.dtype == bool
     docstring = samples[samples.fmt == "docstring"].code.iloc[0]
     assert docstring.startswith('"""')  # the docstring format's program is prompt + completion
-    table = probes.per_problem(samples)
+    table = probes.format_problem_table(samples)
     assert set(table.columns) >= {"pass_rate", "parse_rate", "stop_rate", "dangerous_rate", "plausible_wrong_rate"}
     deltas = probes.all_deltas(table, n_boot=200)
     assert set(deltas.fmt) == {"docstring"} and deltas.n_problems.eq(2).all()
@@ -199,6 +200,30 @@ def test_formats_that_render_the_same_prompts_are_sampled_once(tiny, mini_test, 
     assert samples.groupby("fmt", sort=False).size().to_dict() == {"train": 4, "apps_eval": 4, "bigcode": 4}
     twin = samples[samples.fmt == "bigcode"].drop(columns="fmt").reset_index(drop=True)
     pd.testing.assert_frame_equal(twin, samples[samples.fmt == "apps_eval"].drop(columns="fmt").reset_index(drop=True))
-    nll = probes.reference_nll(model, tokenizer, frame, ["train", "apps_eval", "bigcode"])
+    nll = likelihood.reference_nll(model, tokenizer, frame, ["train", "apps_eval", "bigcode"])
     wide = nll.pivot_table(index="problem_id", columns="fmt", values="nll")
     assert (wide["apps_eval"] == wide["bigcode"]).all() and len(nll) == 3 * 2
+
+
+def test_probe_settings_take_papermill_words_and_put_the_training_format_first():
+    smoke = probes.ProbeSettings.from_params(profile="smoke", model="tiny", formats="docstring, train",
+                                             nll_problems="all", sample_problems="4", n_samples="3")
+    assert smoke.formats == ("train", "docstring") and (smoke.nll_problems, smoke.sample_problems) == ("all", 4)
+    assert (smoke.data, smoke.split, smoke.n_samples, smoke.batch_size, smoke.max_new_tokens) == (
+        "mini", "all", 3, 72, 256)
+    full = probes.ProbeSettings.from_params(profile="full")
+    assert full.formats == probes.PROBE_FORMATS and full.formats[0] == "train"
+    assert (full.model, full.split, full.nll_problems, full.sample_problems, full.n_samples) == (
+        "flax-community/gpt-neo-1.3B-apps-all", "test", 200, 60, 10)
+    with pytest.raises(ValueError, match="formats must be one of train"):
+        probes.ProbeSettings.from_params(profile="smoke", formats="train,chat")
+    with pytest.raises(ValueError, match='sample_problems must be a whole number.*or the word "all"'):
+        probes.ProbeSettings.from_params(profile="smoke", sample_problems="many")
+
+
+def test_a_balanced_subset_takes_each_difficulty_in_turn_or_all(mini_test):
+    three = probes.balanced_subset(mini_test, 3)
+    assert sorted(three.difficulty) == ["competition", "interview", "introductory"]
+    assert len(probes.balanced_subset(mini_test, "all")) == len(mini_test)
+    assert len(probes.balanced_subset(mini_test, "all", need_tests=True)) == int(
+        usable_for_evaluation(mini_test).sum())
