@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tqdm.auto import tqdm
+
 from .data import DIFFICULTIES
+from .modeling import train_tiny_tokenizer
 from .params import ALL, Settings, setting
+from .plotting import shown_path
 from .prompts import training_examples
 
 SPLITS = ("train", "test", "all")
@@ -36,8 +40,6 @@ def tokenizer_for(name: str, max_length: int = 2048):
     from transformers import AutoTokenizer, GPT2TokenizerFast
 
     if name == "tiny":
-        from .modeling import train_tiny_tokenizer
-
         return train_tiny_tokenizer(max_length=max_length)
     folder = Path(name).expanduser()
     if folder.is_dir() and not (folder / "tokenizer_config.json").is_file() and (folder / "vocab.json").is_file():
@@ -78,8 +80,6 @@ def problem_stats(frame: pd.DataFrame) -> pd.DataFrame:
 
 def token_lengths(frame: pd.DataFrame, tokenizer, block_size: int = 1024, progress: bool = True) -> pd.DataFrame:
     """Token length of every formatted training example (prompt + answer + EOS)."""
-    from tqdm.auto import tqdm
-
     rows = []
     records = frame.to_dict("records")
     for row in tqdm(records, desc="tokenising", disable=not progress):
@@ -124,8 +124,6 @@ def summary(frame: pd.DataFrame, stats: pd.DataFrame, lengths: pd.DataFrame, blo
 
 def data_label(frame: pd.DataFrame, source: str) -> str:
     """ "mini, train+test: 36 problems": the data a figure shows, for its title (never a machine path)."""
-    from .plotting import shown_path
-
     splits = "+".join(s for s in ("train", "test") if s in set(frame["split"])) or "no split"
     return f"{shown_path(source)}, {splits}: {len(frame)} problems"
 

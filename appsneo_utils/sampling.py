@@ -11,7 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from . import modeling
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import execution, modeling
 from .data import DIFFICULTIES
 from .execution import VERDICTS
 from .params import Profile, Settings, setting
@@ -409,8 +412,6 @@ class _Progress:
         if callable(progress):
             self.callback = progress
         elif progress:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, unit="sample", desc="sampling")
 
     def step(self, done_before: int, within: float) -> None:
@@ -437,14 +438,12 @@ def run_sample_tests(sample, tests: dict, *, timeout: float = 4.0):
     Returns `execution.run_tests`'s ExecResult (.verdicts, .passed, .errors). The program is
     `sample.code`, byte for byte; it never runs in this process.
     """
-    from .execution import run_tests  # lazily: sampling works without the executor
-
     code = sample.code if isinstance(sample, Sample) else sample
     if not isinstance(code, str):
         raise ValueError("this sample has no program: generate it with a prompt format (fmt) to get .code")
     if not tests or not tests.get("inputs"):
         raise ValueError("no tests to run: pass a dict with 'inputs' and 'outputs' (and 'fn_name' for call-based)")
-    return run_tests(code, tests, timeout=timeout)
+    return execution.run_tests(code, tests, timeout=timeout)
 
 
 def problem_prompts(frame, fmt: str | PromptFormat = "train") -> list[str]:
@@ -487,10 +486,8 @@ VERDICT_COLORS = {
 }
 
 
-def verdict_counts(records) -> "pd.DataFrame":  # noqa: F821
+def verdict_counts(records) -> pd.DataFrame:
     """Test verdicts counted per problem (rows "split:id") and verdict (columns)."""
-    import pandas as pd
-
     rows = []
     for record in records:
         key = f"{record['split']}:{record['problem_id']}"

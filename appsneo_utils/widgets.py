@@ -14,6 +14,9 @@ import time
 import traceback
 
 import ipywidgets as W
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
 
 from .prompts import FORMATS, get_format
 from .sampling import VERDICT_COLORS, generate_samples, run_sample_tests
@@ -25,10 +28,6 @@ LABELS = {"description_width": "90px"}  # room for "Temperature" and "Problem (3
 
 def highlight_code(code: str) -> str:
     """Python code as self-contained HTML (inline styles: no stylesheet needed in Lab or Colab)."""
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import PythonLexer
-
     if not code.strip():
         return "<pre style='color:#888;margin:0'>(empty program)</pre>"
     return highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, style="default"))
