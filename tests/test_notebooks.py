@@ -56,3 +56,26 @@ def test_notebook_01_runs_offline(cwd, tmp_path, isolated_outputs):
     assert summary["block_size"] == (512 if cwd == "notebooks" else 1024)
     text = out.read_text()
     assert "profile: smoke" in text and "loaded" in text
+
+
+@pytest.mark.parametrize("name", ["01_explore", "03_sample", "05_probes"])
+def test_no_cell_after_the_parameters_rebinds_one(name):
+    """`from_notebook(globals())` reads the parameters by name: a later cell that assigns or imports one (say
+    `model = load(...)` or `from appsneo_utils import data`) would break a rerun of the setup cell."""
+    import ast
+
+    from appsneo_utils import cells
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    names = set(cells.settings_class(name).parameter_names())
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    after = code[code.index(cells.cells_of(nb)["parameters"]) + 1:]
+    bound = set()
+    for cell in after:
+        tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("%")))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                bound.add(node.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    assert not bound & names, f"{name} rebinds the parameters {sorted(bound & names)} after the parameters cell"
