@@ -4,6 +4,11 @@ Loaded by path by `_sandbox_worker.py` (never imported by the caller). `run_chil
 reports through fd 3 (a memory file the worker reads after the child is gone) and exits with one of
 the EXIT_* codes. Steps: `_confine` (process, uid, namespaces, rlimits, seccomp), `_streams`, then
 `_run_strict` (the kit's judge) or `_run_apps` (the 2021 APPS harness's way of running a program).
+
+Compile once per program, inside the limits: the first test's child compiles (under the test's
+memory cap) and, before any of the program's code runs, hands the code object to the worker on fd 4
+(marshalled, at most CODE_CACHE_LIMIT bytes) and closes it; the worker passes that code object to
+the children of the program's later tests, which skip the compile.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import ctypes
 import ctypes.util
 import errno
 import io
+import marshal
 import math
 import os
 import platform
@@ -30,6 +36,8 @@ import types
 
 # exit codes of a child (anything else, or a signal, is a runtime error)
 EXIT_OK, EXIT_ERROR, EXIT_LOAD_ERROR, EXIT_NO_FUNCTION, EXIT_SETUP = 0, 101, 102, 103, 104
+CODE_FD = 4  # the first test's child hands its compiled program to the worker here
+CODE_CACHE_LIMIT = 8 << 20  # bytes of marshalled code the worker takes (bigger: compiled per test)
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWNET = (
     0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x40000000)
@@ -90,6 +98,11 @@ def _seccomp_filter():
 SECCOMP = _seccomp_filter()
 
 
+def install_seccomp() -> bool:
+    """Installs the filter on this process (and so on every process it forks from now on)."""
+    return SECCOMP is not None and prctl(PR_SET_SECCOMP, 2, ctypes.addressof(SECCOMP[1]))
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -134,19 +147,19 @@ def _own_process_count() -> int:
 
 
 def _confine(job: dict, files: dict, workdir: str, iso, timeout: float) -> None:
-    """Own session, fresh fds, own IPC/UTS namespaces, the sandbox uid, rlimits, seccomp."""
+    """Own session, fresh fds, own IPC namespace, the sandbox uid, rlimits, seccomp."""
     os.setsid()
+    if iso.cgroup_fd is not None:  # the memory cap of the whole test: every process the program makes stays in it
+        os.write(iso.cgroup_fd, b"0")  # (before the fds below move: it is closed with the others)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         _signal.signal(sig, _signal.SIG_DFL)  # the C function: no enum wrapping on the hot path
-    for target, name in enumerate(("stdin", "stdout", "stderr", "result")):
-        os.dup2(files[name], target)
-    os.closerange(4, 1 << 16)
+    for target, name in enumerate(("stdin", "stdout", "stderr", "result", "code")):
+        if name in files:
+            os.dup2(files[name], target)
+    os.closerange(CODE_FD + 1 if "code" in files else CODE_FD, 1 << 16)
     os.chdir(workdir)
-    if iso.cgroup:  # the memory cap of the whole test: every process the program makes stays in it
-        with open(iso.cgroup, "w") as handle:
-            handle.write(str(os.getpid()))
     if iso.ipcns:  # SysV objects, POSIX queues: gone with the test's last process
-        LIBC.unshare(CLONE_NEWIPC | CLONE_NEWUTS)
+        LIBC.unshare(CLONE_NEWIPC)  # (no UTS one: without capabilities the hostname cannot change)
     if iso.userns:
         drop_capabilities()
     if iso.uid is not None:
@@ -159,7 +172,7 @@ def _confine(job: dict, files: dict, workdir: str, iso, timeout: float) -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
     _limits(job, iso, timeout)
-    if iso.seccomp and SECCOMP is not None and not prctl(PR_SET_SECCOMP, 2, ctypes.addressof(SECCOMP[1])):
+    if iso.seccomp and not iso.seccomp_inherited and not install_seccomp():
         raise OSError("the seccomp filter could not be installed")
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir  # the rest was scrubbed at start-up
     tempfile.tempdir = workdir
@@ -247,11 +260,14 @@ class _Exit:
         self.exit(code)
 
 
-def run_child(job: dict, test_input, files: dict, workdir: str, iso, prelude: dict, timeout: float,
-              encode_value, numpy_types, alarm: float | None = None) -> None:
+def run_child(job: dict, test_input, files: dict, workdir: str, iso, kit, timeout: float,
+              alarm: float | None = None, code_obj=None) -> None:
     """Runs in the forked child: lock down, run the program, report through fd 3, never return.
 
-    timeout: the hard limit (the worker kills at it); alarm: APPS's own per-step alarm (apps judge)."""
+    kit: what the worker loaded once for every child (prelude, encode_value, numpy_types, apps: the
+    `apps_judge` module); timeout: the hard limit (the worker kills at it); alarm: APPS's own
+    per-step alarm (apps judge); code_obj: the program compiled by an earlier test's child (strict
+    judge), else None: compile it (and hand it over on fd 4 when files has "code")."""
     import json
 
     try:
@@ -264,15 +280,33 @@ def run_child(job: dict, test_input, files: dict, workdir: str, iso, prelude: di
             os._exit(EXIT_SETUP)
     out = _Exit(stdout, stderr, json.dumps)
     if job.get("judge") == "apps":
-        _run_apps(job, test_input, out, encode_value, numpy_types, alarm or timeout)
+        _run_apps(job, test_input, out, kit, alarm or timeout)
     else:
-        _run_strict(job, test_input, out, prelude, workdir, encode_value, numpy_types)
+        _run_strict(job, test_input, out, kit, workdir, code_obj)
 
 
-def _value_report(out: _Exit, value, encode_value, numpy_types) -> None:
+def _hand_over(code_obj, output_limit: int) -> None:
+    """Writes the compiled program to fd 4 for the worker (length, then marshal) and closes fd 4,
+    before the program runs: what the worker reads there was written by trusted code only."""
+    try:
+        data = marshal.dumps(code_obj)
+        if len(data) + 8 <= min(CODE_CACHE_LIMIT, output_limit):  # the file size limit applies too
+            view = memoryview(struct.pack("<Q", len(data)) + data)
+            while view:
+                view = view[os.write(CODE_FD, view):]
+    except BaseException:  # too big for memory, fd 4 absent: the later tests compile for themselves
+        pass
+    finally:
+        try:
+            os.close(CODE_FD)
+        except OSError:
+            pass
+
+
+def _value_report(out: _Exit, value, kit) -> None:
     """The returned value, encoded losslessly, as the test's report (prefix b"V")."""
     try:
-        data = b"V" + encode_value(value, numpy_types).encode("utf-8", "surrogatepass")
+        data = b"V" + kit.encode_value(value, kit.numpy_types).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError, RecursionError) as exc:
         out.report({"unserializable": f"returned {str(exc)[:200]}"})
         out.finish(EXIT_OK)
@@ -283,18 +317,20 @@ def _value_report(out: _Exit, value, encode_value, numpy_types) -> None:
     out.finish(EXIT_OK)
 
 
-def _run_strict(job, test_input, out: _Exit, prelude, workdir, encode_value, numpy_types) -> None:
+def _run_strict(job, test_input, out: _Exit, kit, workdir, code_obj) -> None:
     call = job["fn_name"] is not None
-    try:
-        code_obj = compile_program(job["code"], stdin=not call)
-    except MemoryError:
-        out.report({"error": "MemoryError while compiling (memory limit)"})
-        out.finish(EXIT_ERROR)
-    except BaseException as exc:  # SyntaxError, ValueError (null bytes), RecursionError, ...
-        out.report({"error": describe(exc)})
-        out.finish(EXIT_LOAD_ERROR)
+    if code_obj is None:
+        try:
+            code_obj = compile_program(job["code"], stdin=not call)
+        except MemoryError:
+            out.report({"error": "MemoryError while compiling (memory limit)"})
+            out.finish(EXIT_ERROR)
+        except BaseException as exc:  # SyntaxError, ValueError (null bytes), RecursionError, ...
+            out.report({"error": describe(exc)})
+            out.finish(EXIT_LOAD_ERROR)
+        _hand_over(code_obj, int(job["output_limit"]))
     module = types.ModuleType("__main__")
-    module.__dict__.update(prelude)
+    module.__dict__.update(kit.prelude)
     module.__dict__.update({"__name__": "__main__", "__file__": os.path.join(workdir, "solution.py"),
                             "__builtins__": builtins})
     sys.modules["__main__"] = module
@@ -335,7 +371,7 @@ def _run_strict(job, test_input, out: _Exit, prelude, workdir, encode_value, num
     except BaseException as exc:
         out.report({"error": describe(exc)})
         out.finish(EXIT_ERROR)
-    _value_report(out, value, encode_value, numpy_types)
+    _value_report(out, value, kit)
 
 
 class _Alarm(Exception):
@@ -350,7 +386,7 @@ def _alarm(seconds: float) -> None:
     signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
-def _run_apps(job, test_input, out: _Exit, encode_value, numpy_types, alarm: float) -> None:
+def _run_apps(job, test_input, out: _Exit, kit, alarm: float) -> None:
     """As `run_test` of the 2021 harness: the source as is, a bare globals dict, StringIO streams,
     and its alarm: `alarm` seconds for loading (with Solution()), then `alarm` seconds for the call."""
     call = job["fn_name"] is not None
@@ -382,9 +418,9 @@ def _run_apps(job, test_input, out: _Exit, encode_value, numpy_types, alarm: flo
     out.report({"loaded": True})
     _alarm(alarm)
     if call:
-        _apps_call(test_input, target, out, encode_value, numpy_types)
+        _apps_call(kit.apps.convert_inputs(test_input), target, out, kit)
     else:
-        _apps_stdin(test_input, target, out)
+        _apps_stdin(kit.apps.stdin_text(test_input), target, out)
 
 
 def _failed(out: _Exit, exc: BaseException) -> None:
@@ -394,23 +430,18 @@ def _failed(out: _Exit, exc: BaseException) -> None:
     out.finish(EXIT_ERROR)
 
 
-def _apps_call(inputs, target, out: _Exit, encode_value, numpy_types) -> None:
-    try:  # JSON has only string keys: APPS turns a leading dict's keys into ints, or leaves it
-        if isinstance(inputs[0], dict):
-            inputs = [{int(k): v for k, v in inputs[0].items()}]
-    except BaseException:
-        pass
+def _apps_call(inputs, target, out: _Exit, kit) -> None:
+    """inputs: after APPS's dict rule (`apps_judge.convert_inputs`)."""
     try:
         value = target(*inputs)
         _alarm(0)
     except BaseException as exc:
         _failed(out, exc)
-    _value_report(out, value, encode_value, numpy_types)
+    _value_report(out, value, kit)
 
 
-def _apps_stdin(inputs, target, out: _Exit) -> None:
-    if isinstance(inputs, list):
-        inputs = "\n".join(inputs)
+def _apps_stdin(inputs: str, target, out: _Exit) -> None:
+    """inputs: the test's text (`apps_judge.stdin_text`)."""
     # APPS's patches, in the order its decorators apply them: read, readlines and readline of the
     # real stdin (what a `from sys import stdin` at load time holds: lines come without "\n"), then
     # sys.stdin itself (a StringIO: no .buffer, readline keeps its newline), then open, as

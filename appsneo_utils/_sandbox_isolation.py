@@ -7,7 +7,6 @@ that is refused falls back and is said in `report()` (the READY message).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import stat
@@ -36,6 +35,7 @@ class Isolation:
         self.hidden_data: list[str] = []  # --hide paths made empty for the sandbox
         self.notes: list[str] = []
         self.cgroup = self.cgroup_dir = self.cgroup_limit_file = None
+        self.cgroup_fd: int | None = None  # its cgroup.procs, open: a child joins with one write
         # An ordinary user gets namespaces through a user namespace of its own (where the kernel
         # allows it); its children then drop the capabilities that namespace gave the worker.
         self.userns = allow_namespaces and self.linux and LIBC is not None and not self.root and _user_namespace()
@@ -47,6 +47,9 @@ class Isolation:
         if allow_setuid and self.root:
             self._choose_uid()
         self.seccomp = allow_namespaces and self.linux and _probe_seccomp()
+        # Installed here once, the filter holds in every child (a filter per fork cost a BPF
+        # compilation each test); the worker itself never opens AF_UNIX sockets or io_uring.
+        self.seccomp_inherited = self.seccomp and child.install_seccomp()
         self.pidfd = hasattr(os, "pidfd_open")
         # Baseline address space (the warm interpreter): memory_mb is granted on top of it.
         self.base_vm = _vm_size()
@@ -54,7 +57,8 @@ class Isolation:
     def _namespaces(self, hide: list[str]):
         if LIBC.unshare(child.CLONE_NEWNET) == 0:
             self.netns = True
-        self.ipcns = LIBC.unshare(child.CLONE_NEWIPC | child.CLONE_NEWUTS) == 0  # children get their own too
+        # children get an IPC namespace each; the UTS one is the worker's (no child can sethostname)
+        self.ipcns = LIBC.unshare(child.CLONE_NEWIPC | child.CLONE_NEWUTS) == 0
         if LIBC.unshare(child.CLONE_NEWNS) != 0:
             return
         # Private propagation: nothing mounted here is seen by the host, and vice versa.
@@ -114,6 +118,9 @@ class Isolation:
             if os.path.exists(os.path.join(path, limit_file)):
                 self.cgroup_dir, self.cgroup_limit_file = path, os.path.join(path, limit_file)
                 self.cgroup = os.path.join(path, "cgroup.procs")
+                # opened here (as root): "0" written to it by a child moves that child, without a
+                # path lookup in every test; the kernel checks the opener's credentials
+                self.cgroup_fd = os.open(self.cgroup, os.O_WRONLY)
                 return
             os.rmdir(path)
         self.notes.append("no memory cgroup: memory_mb caps each process's address space only")
@@ -132,6 +139,9 @@ class Isolation:
                 self.notes.append(f"cgroup limit not set: {exc}")
 
     def remove_cgroup(self) -> None:
+        if self.cgroup_fd is not None:
+            os.close(self.cgroup_fd)
+            self.cgroup_fd = None
         if self.cgroup_dir:
             try:
                 os.rmdir(self.cgroup_dir)
@@ -254,7 +264,7 @@ def _probe_seccomp() -> bool:
     if pid == 0:  # pragma: no cover
         try:
             child.prctl(child.PR_SET_NO_NEW_PRIVS, 1)
-            if not child.prctl(child.PR_SET_SECCOMP, 2, ctypes.addressof(child.SECCOMP[1])):
+            if not child.install_seccomp():
                 os._exit(1)
             import socket
 

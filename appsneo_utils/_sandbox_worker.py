@@ -14,10 +14,11 @@ IPC and a mount namespace with private tmpfs over the world-writable folders (/t
 mounts over the folders and files CONFIG names (data, run folders, the problems file); it makes
 a memory cgroup for its children. As an ordinary user it first enters a user namespace of its
 own and then makes the same namespaces (no uid drop, no cgroup, no hidepid). Each child
-(`_sandbox_child.py`) gets its own session, its own IPC and UTS namespaces, the cgroup, a uid/gid
+(`_sandbox_child.py`) gets its own session, its own IPC namespace, the cgroup, a uid/gid
 unique to this worker (so `kill(-1)` from that uid reaches every process the program left behind
-and nothing else), a fresh session keyring, no capabilities, no_new_privs, rlimits, a seccomp
-filter refusing AF_UNIX sockets, a fresh working directory and a scrubbed environment. After every
+and nothing else), a fresh session keyring, no capabilities, no_new_privs, rlimits, the worker's
+seccomp filter refusing AF_UNIX sockets, a fresh working directory and a scrubbed environment. A
+program is compiled once, in the child of its first test (see `_sandbox_child.py`). After every
 test the worker kills what the program left and empties the private folders, iteratively; when
 that fails it reports POISONED and exits, and the caller judges the remaining tests on a fresh
 worker. Whatever is not permitted falls back (see `_sandbox_isolation.py`) and is reported in READY.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import marshal
 import os
 import select
 import signal
@@ -60,6 +62,7 @@ files = _sibling("_sandbox_files")
 remove_tree, empty_dir = files.remove_tree, files.empty_dir
 child = _sibling("_sandbox_child")
 isolation = _sibling("_sandbox_isolation")
+apps_judge = _sibling("apps_judge")  # the 2021 harness's input rules, the caller's own copy
 LIBC = child.LIBC
 
 # The prelude the original APPS harness prepends, plus bisect, string, re and the star imports of
@@ -129,6 +132,21 @@ def _read_file(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _compiled(fd: int):
+    """The code object a child handed over on its fd 4 (length, then marshal), or None."""
+    size = os.fstat(fd).st_size
+    if not 8 < size <= child.CODE_CACHE_LIMIT:
+        return None
+    data = _read_file(fd, size)
+    if len(data) != size or int.from_bytes(data[:8], "little") != size - 8:
+        return None  # cut short (the child was killed while writing it)
+    try:
+        code = marshal.loads(data[8:])
+    except Exception:
+        return None
+    return code if isinstance(code, types.CodeType) else None
+
+
 def _stderr_tail(files: dict, n: int) -> str:
     """The last `n` bytes the program wrote to stderr (read only when an error needs them)."""
     fd = files["stderr"]
@@ -143,13 +161,17 @@ class Worker:
         self.reader = bytearray()
         self.scan = 0
         self.ppid = os.getppid()
-        self.prelude: dict = {}
-        exec(compile(PRELUDE, "<prelude>", "exec"), self.prelude)
-        self.prelude.pop("__builtins__", None)
+        prelude: dict = {}
+        exec(compile(PRELUDE, "<prelude>", "exec"), prelude)
+        prelude.pop("__builtins__", None)
+        # what every child uses, made once here (see child.run_child)
+        self.kit = types.SimpleNamespace(prelude=prelude, encode_value=P.encode_value, numpy_types=NUMPY_TYPES,
+                                         apps=apps_judge)
         self.current: int | None = None  # the child running a test
         self.workdir: str | None = None
         self.poisoned: str | None = None  # why this worker cannot judge another test
         self.memory_mb: int | None = None
+        self.code = None  # the running job's program, compiled by its first test's child
 
     def setup(self, iso) -> None:
         self.iso = iso
@@ -211,6 +233,12 @@ class Worker:
     # one program
     def run_job(self, job: dict) -> bool:
         """Runs the tests of one program from job["start"] on; False when this worker must stop."""
+        try:
+            return self._run_job(job)
+        finally:
+            self.code = None
+
+    def _run_job(self, job: dict) -> bool:
         jid, start = job["id"], int(job.get("start") or 0)
         if job["memory_mb"] != self.memory_mb:
             self.iso.set_memory(job["memory_mb"])
@@ -257,7 +285,10 @@ class Worker:
         files: dict[str, int] = {}
         workdir = tempfile.mkdtemp(prefix="appsneo-", dir=self.scratch)
         try:
-            for name in ("stdin", "stdout", "stderr", "result"):
+            # the strict judge's first test compiles the program and hands it over (the APPS judge
+            # compiles in every test, within its alarm, as the 2021 harness did)
+            hand_over = self.code is None and job["judge"] == P.STRICT
+            for name in ("stdin", "stdout", "stderr", "result", "code")[:5 if hand_over else 4]:
                 files[name] = _new_file(name)
             if job["fn_name"] is None and job["judge"] == P.STRICT:
                 data = test_input if isinstance(test_input, str) else "\n".join(map(str, test_input))
@@ -271,8 +302,7 @@ class Worker:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which must never get back here
                 try:
-                    child.run_child(job, test_input, files, workdir, self.iso, self.prelude, timeout,
-                                    P.encode_value, NUMPY_TYPES, alarm)
+                    child.run_child(job, test_input, files, workdir, self.iso, self.kit, timeout, alarm, self.code)
                 finally:
                     os._exit(child.EXIT_SETUP)
             self.current = pid
@@ -285,6 +315,8 @@ class Worker:
                 except OSError:
                     pass
             leftovers = self.kill_leftovers()
+            if hand_over:
+                self.code = _compiled(files["code"])
             return self.outcome(job, files, status, rusage, timed_out, seconds, timeout, leftovers, alarm)
         finally:
             for fd in files.values():

@@ -194,6 +194,25 @@ def test_compile_errors_are_found_per_program(ex, code):
     assert r.errors[0]
 
 
+def test_a_program_compiled_once_runs_the_same_in_every_test_and_cannot_reach_the_handed_over_code(ex):
+    """The first test's child compiles the program and hands the code object to the worker on fd 4,
+    closed before the program runs; the later tests run that code: same line numbers, same file name."""
+    code = ("import os\ntry:\n\tos.write(4, b'x')\n\tstate = 'open'\nexcept OSError:\n\tstate = 'closed'\n"
+            "def f():\n\traise ValueError(input())\ntry:\n\tf()\nexcept ValueError as e:\n"
+            "\tprint(state, e.__traceback__.tb_next.tb_lineno, os.path.basename(__file__), e)\n")
+    tests = {"inputs": ["1", "2", "3"], "outputs": [f"closed 8 solution.py {i}\n" for i in (1, 2, 3)]}
+    r = ex.run(code, tests)
+    assert r.passed, r.errors
+
+
+def test_a_forgiven_program_keeps_its_rewriting_in_every_test(ex):
+    """Top-level `return` and `nonlocal` (rewritten at compile time) survive the hand-over."""
+    tests = {"inputs": ["0", "2", "3"], "outputs": ["0\n", "2\n", "3\n"]}
+    assert ex.run("n = int(input())\nif n > 1:\n\tprint(n)\n\treturn\nprint(0)\n", tests).passed
+    code = "n = int(input())\ndef g():\n\tnonlocal n\n\tn += 0\ng()\nprint(n)\n"
+    assert ex.run(code, tests).passed
+
+
 def test_tab_indented_program(ex):
     code = "n = int(input().split()[0])\nfor i in range(1):\n\tif n > 0:\n\t\tprint(n + 2)\n\telse:\n\t\tprint(n)\n"
     assert ex.run(code, {"inputs": ["1 2\n"], "outputs": ["3\n"]}).passed
