@@ -10,44 +10,31 @@ out takes the profile's default. Values are coerced like papermill's (`--all_dat
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import fields
-
 from . import training
+from .params import coerce_bool
+from .plotting import save_fig
+from .training import TrainSettings
+
+PROG = "python -m appsneo_utils.finetune"
+DESCRIPTION = "Fine-tune GPT-Neo on APPS (notebook 02's engine). Unset flags take the profile's default."
 
 
-def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(
-        prog="python -m appsneo_utils.finetune",
-        description="Fine-tune GPT-Neo on APPS (notebook 02's engine). Unset flags take the profile's default.",
-    )
-    cli.add_argument("--profile", default="auto", help="auto | full | smoke (auto: full on a GPU with the hub)")
-    cli.add_argument("--figures", default="true",
-                     help="save the loss, lr and tokens/s figures under figures/02_finetune")
-    for f in fields(training.TrainSettings):
-        if f.name == "profile":
-            continue
-        default = training.PROFILE_DEFAULTS["full"].get(f.name, f.default)
-        cli.add_argument(f"--{f.name}", default=None, metavar=f.metadata["kind"].upper(),
-                         help=f"{f.metadata['help']} (full default: {default})")
-    return cli
+def _figures_flag(parser) -> None:
+    parser.add_argument("--figures", default="true",
+                        help="save the loss, lr and tokens/s figures under figures/02_finetune (default true)")
 
 
 def main(argv=None) -> training.RunResult:
-    from .params import coerce_bool, resolve_profile
-
-    args = vars(parser().parse_args(argv))
-    figures = coerce_bool("figures", args.pop("figures"))
-    profile = resolve_profile(args.pop("profile"))
-    settings = training.make_settings(profile, **{k: v for k, v in args.items() if v is not None})  # unset: default
+    settings, extra = TrainSettings.parse_args(argv, prog=PROG, description=DESCRIPTION, extra=_figures_flag)
+    figures = coerce_bool("figures", extra["figures"])
     result = training.run(settings)
     if figures and result.history["train"]:
         from accelerate import PartialState
 
         if PartialState().is_main_process:
-            from .plotting import save_fig
+            from .training_figures import plot_history  # matplotlib: only when figures are drawn
 
-            for name, fig in training.plot_history(result.history, result.settings).items():
+            for name, fig in plot_history(result.history, result.settings).items():
                 save_fig(fig, training.NOTEBOOK, name)
     return result
 

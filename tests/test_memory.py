@@ -63,12 +63,13 @@ def test_refuses_with_advice():
 
 
 def test_training_plan_memory_switches_or_refuses():
-    settings = training.make_settings("full", gpu_memory_gb=16)
+    settings = training.TrainSettings.from_params(profile="full", gpu_memory_gb=16)
     effective, p = training.plan_memory(settings, verbose=False)
     assert effective.lora and effective.gradient_checkpointing and not settings.lora
     with pytest.raises(memory.PlanDoesNotFit):
-        training.plan_memory(training.make_settings("full", gpu_memory_gb=16, auto_memory=False), verbose=False)
-    tiny, _ = training.plan_memory(training.make_settings("smoke"), verbose=False)
+        refuse = training.TrainSettings.from_params(profile="full", gpu_memory_gb=16, auto_memory=False)
+        training.plan_memory(refuse, verbose=False)
+    tiny, _ = training.plan_memory(training.TrainSettings.from_params(profile="smoke"), verbose=False)
     assert not tiny.lora and not tiny.gradient_checkpointing
 
 

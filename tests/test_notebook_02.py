@@ -76,7 +76,7 @@ def test_all_data_maybe_stops_at_the_setup_cell(tmp_path, isolated_outputs):
     assert "all_data must be true or false" in proc.stderr and "'maybe'" in proc.stderr
     nb = nbformat.read(out, as_version=4)
     failed = [c for c in nb.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
-    assert len(failed) == 1 and "make_settings" in failed[0].source, "the setup cell stops the run"
+    assert len(failed) == 1 and "TrainSettings.from_notebook(globals())" in failed[0].source, "the setup cell stops the run"
     later = nb.cells[nb.cells.index(failed[0]) + 1:]
     assert all(not c.get("outputs") for c in later if c.cell_type == "code"), "nothing runs after it"
     assert not (isolated_outputs[0] / "02_finetune").exists()

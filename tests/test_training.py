@@ -1,6 +1,7 @@
 """The fine-tuning engine: recipes and the global batch, answer-only masking, the grouped and the original
 split, resume after a kill, LoRA, the accelerate entry point; all on the tiny model and the mini set, on the CPU."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +12,8 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from appsneo_utils import finetune, modeling, train_data, training
+from appsneo_utils import cells, finetune, modeling, train_data, training, training_figures
+from appsneo_utils.params import ALL, Profile
 from appsneo_utils.data import load_apps
 from appsneo_utils.modeling import load_model, tiny_model
 from conftest import ROOT
@@ -21,8 +23,12 @@ QUICK = dict(block_size=512, batch_size=2, max_train_problems=6, val_problems=2,
              warmup_steps=2, log_every=1, epochs=2)
 
 
+def settings_for(profile, **params):
+    return training.TrainSettings.from_params(profile=profile, **params)
+
+
 def quick(tmp_path, name="run", **overrides):
-    return training.make_settings("smoke", output_dir=str(tmp_path / name), **{**QUICK, **overrides})
+    return settings_for("smoke", output_dir=str(tmp_path / name), **{**QUICK, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -41,64 +47,90 @@ def test_defaults_are_the_original_recipe():
         "EleutherAI/gpt-neo-1.3B", "codeparrot/apps", 1024, 3, 8e-5, 800)
     assert (s.adam_beta1, s.adam_beta2, s.weight_decay, s.epochs, s.precision, s.grad_accum) == (
         0.9, 0.98, 0.1, 5, "bf16", 1)
-    assert (s.report_to, s.all_data, s.lora, s.resume) == ("none", False, False, "auto")
+    assert (s.profile, s.report_to, s.all_data, s.lora, s.resume) == ("auto", "none", False, False, "auto")
     assert (s.recipe, s.optimizer, s.global_batch, s.split_rule, s.max_grad_norm) == ("card", "adamw", 24, "grouped",
                                                                                       1.0)
-    assert all(f.metadata["help"] for f in training.fields(training.TrainSettings))
+    assert all(f.metadata["help"] for f in dataclasses.fields(training.TrainSettings))
 
 
 def test_recipes_layer_under_the_profile_and_the_values_passed():
-    repo = training.make_settings("full", recipe="repo")
+    repo = settings_for("full", recipe="repo")
     assert (repo.optimizer, repo.learning_rate, repo.warmup_steps, repo.global_batch) == ("adafactor", 2e-5, 5000, 24)
     assert (repo.weight_decay, repo.max_grad_norm, repo.epochs) == (0.0, 0.0, 5), "optax.adafactor's defaults"
-    assert training.make_settings("full", recipe="card") == training.make_settings("full")
-    full = training.make_settings("full", recipe="replica")
+    assert settings_for("full", recipe="card") == settings_for("full")
+    full = settings_for("full", recipe="replica")
     assert (full.all_data, full.split_rule, full.learning_rate, full.epochs) == (True, "original", 8e-5, 5)
-    smoke = training.make_settings("smoke", recipe="replica")
+    smoke = settings_for("smoke", recipe="replica")
     assert (smoke.all_data, smoke.split_rule, smoke.epochs, smoke.learning_rate, smoke.model) == (
         True, "original", 60, 3e-3, "tiny")
-    assert training.make_settings("smoke", recipe="replica", epochs="2", all_data=None).epochs == 2
-    assert training.make_settings("smoke").global_batch == 0, "the embedded default keeps 3 sequences per step"
-    explicit = training.make_settings("full", grad_accum="2")
+    assert settings_for("smoke", recipe="replica", epochs="2", all_data=None).epochs == 2
+    assert settings_for("smoke").global_batch == 0, "the embedded default keeps 3 sequences per step"
+    explicit = settings_for("full", grad_accum="2")
     assert (explicit.grad_accum, explicit.global_batch) == (2, 0), "an explicit grad_accum turns global_batch off"
     with pytest.raises(ValueError, match="grad_accum or global_batch, not both"):
-        training.make_settings("full", grad_accum=2, global_batch=24)
+        settings_for("full", grad_accum=2, global_batch=24)
     with pytest.raises(ValueError, match="recipe must be one of"):
-        training.make_settings("full", recipe="paper")
+        settings_for("full", recipe="paper")
+    # the profile stands over the recipe, the recipe's embedded-default values over both
+    smoke_repo = settings_for("smoke", recipe="repo")
+    assert (smoke_repo.optimizer, smoke_repo.learning_rate, smoke_repo.warmup_steps, smoke_repo.weight_decay) == (
+        "adafactor", 2e-3, 20, 0.0)
+
+
+def test_the_parameters_cell_words_say_what_the_layered_defaults_are():
+    for f in dataclasses.fields(training.TrainSettings):
+        words = f.metadata.get("by_profile")
+        if not words:
+            continue
+        for profile in ("full", "smoke"):
+            for recipe in ("card", "repo", "replica"):
+                value = training.TrainSettings.defaults_for(Profile(profile, "test"), {"recipe": recipe})[f.name]
+                assert repr(value) in words, f"{f.name} is {value!r} under {profile}/{recipe}: {words!r}"
+
+
+def test_the_generated_cell_left_alone_gives_the_profiles_defaults():
+    namespace = {}
+    exec(cells.generated("02_finetune")["parameters"], namespace)
+    for profile in ("full", "smoke"):
+        from_cell = training.TrainSettings.from_notebook({**namespace, "profile": profile}, verbose=False)
+        assert from_cell == settings_for(profile), profile
+    assert settings_for("full").global_batch == 24, "grad_accum left at None keeps the global batch"
 
 
 def test_the_global_batch_of_24_on_any_number_of_devices():
-    card = training.make_settings("full")
+    card = settings_for("full")
     plans = {n: training.batch_plan_for(card, n) for n in (1, 2, 4, 8)}
     assert {n: (p.accumulation, p.global_batch) for n, p in plans.items()} == {
         1: (8, 24), 2: (4, 24), 4: (2, 24), 8: (1, 24)}
     assert "3 per device x 1 processes x 8 accumulation = 24" in plans[1].summary()
     odd = training.batch_plan_for(card, 5)
     assert odd.global_batch == 30 and "not a multiple of 15" in odd.summary()
-    smoke = training.batch_plan_for(training.make_settings("smoke"), 2)
+    smoke = training.batch_plan_for(settings_for("smoke"), 2)
     assert (smoke.accumulation, smoke.global_batch) == (1, 6) and "grad_accum as set" in smoke.summary()
 
 
 def test_smoke_profile_and_papermill_strings(tmp_path):
-    s = training.make_settings("smoke", all_data="true", batch_size="2", learning_rate="1e-3", max_steps="none")
+    s = settings_for("smoke", all_data="true", batch_size="2", learning_rate="1e-3", max_steps=None)
     assert (s.model, s.data, s.all_data, s.batch_size, s.learning_rate, s.max_steps) == ("tiny", "mini", True, 2,
                                                                                          1e-3, None)
-    assert training.make_settings("smoke", all_data="false").all_data is False
-    assert training.make_settings("full").model == "EleutherAI/gpt-neo-1.3B"
+    assert settings_for("smoke", all_data="false").all_data is False
+    assert settings_for("full").model == "EleutherAI/gpt-neo-1.3B"
     with pytest.raises(ValueError, match=r"all_data must be true or false.*'maybe'"):
-        training.make_settings("smoke", all_data="maybe")
+        settings_for("smoke", all_data="maybe")
     with pytest.raises(ValueError, match="precision must be one of"):
-        training.make_settings("smoke", precision="fp8")
-    with pytest.raises(ValueError, match="unknown settings: batchsize"):
-        training.make_settings("smoke", batchsize=3)
-    assert training.make_settings("smoke", resume="True").resume is True
-    # None has its own meaning for max_val_examples ("validate on all"); left out, it is the default
-    assert training.make_settings("smoke").max_val_examples == 1000
-    assert training.make_settings("smoke", max_val_examples=None).max_val_examples is None
-    assert training.make_settings("smoke", max_val_examples="None").max_val_examples is None
+        settings_for("smoke", precision="fp8")
+    with pytest.raises(ValueError, match="unknown settings for TrainSettings: batchsize"):
+        settings_for("smoke", batchsize=3)
+    assert settings_for("smoke", resume="True").resume == "true" and settings_for("smoke", resume=False).resume == "false"
+    with pytest.raises(ValueError, match="resume must be one of auto, true, false"):
+        settings_for("smoke", resume="maybe")
+    # None is the profile's default everywhere; "all" is a word
+    assert settings_for("smoke").max_val_examples == settings_for("smoke", max_val_examples=None).max_val_examples == 1000
+    assert settings_for("smoke", max_val_examples="all").max_val_examples == ALL
+    assert settings_for("smoke", max_val_examples="12").max_val_examples == 12
     # profile "auto" on a machine without a GPU is the embedded default
     if not torch.cuda.is_available():
-        assert training.make_settings("auto").profile == "smoke"
+        assert settings_for("auto").profile == "smoke"
 
 
 def test_answer_only_masking_and_eos(tmp_path, tokenizer):
@@ -236,9 +268,9 @@ def test_run_writes_model_metrics_and_trained_problems(uninterrupted):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from appsneo_utils import training
-    settings = training.make_settings("smoke", output_dir=sys.argv[1], **{settings!r})
+    settings = training.TrainSettings.from_params(profile="smoke", output_dir=sys.argv[1], **{settings!r})
     def die(state):
-        if state["step"] == 8:  # after step 8; the last checkpoint is step 6
+        if state.step == 8:  # after step 8; the last checkpoint is step 6
             os.kill(os.getpid(), signal.SIGKILL)
     training.run(settings, on_step=die)
 """)
@@ -251,7 +283,7 @@ def test_resume_after_a_kill_continues_the_same_curve(tmp_path, uninterrupted):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
-    settings = training.make_settings("smoke", output_dir=str(out), **params)
+    settings = settings_for("smoke", output_dir=str(out), **params)
     assert training.find_checkpoint(settings).name == "step-00000006"
     resumed = training.run(settings)  # resume="auto" finds step 6
     assert resumed.completed and resumed.step == uninterrupted.step == 12
@@ -279,10 +311,10 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     other = quick(tmp_path, max_steps=2, learning_rate=1e-3)
     assert training.find_checkpoint(other) is None
     with pytest.raises(ValueError, match="learning_rate"):
-        training.find_checkpoint(quick(tmp_path, max_steps=2, learning_rate=1e-3, resume=True))
+        training.find_checkpoint(quick(tmp_path, max_steps=2, learning_rate=1e-3, resume="true"))
     with pytest.raises(FileNotFoundError):
-        training.find_checkpoint(quick(tmp_path / "nothing", resume=True))
-    assert training.find_checkpoint(quick(tmp_path, max_steps=2, resume=False)) is None
+        training.find_checkpoint(quick(tmp_path / "nothing", resume="true"))
+    assert training.find_checkpoint(quick(tmp_path, max_steps=2, resume="false")) is None
 
 
 def test_lora_trains_only_adapters_and_saves_a_plain_model(tmp_path):
@@ -317,18 +349,20 @@ def test_attention_setting_reaches_the_model(monkeypatch, tmp_path):
         quick(tmp_path, attention="fast")
 
 
-def test_cli_has_every_setting_and_calls_run(monkeypatch, tmp_path):
-    options = {a.dest for a in finetune.parser()._actions}
-    assert set(training.parameter_names()) <= options
+def test_cli_has_every_setting_and_calls_run(monkeypatch, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        finetune.main(["--help"])
+    usage = capsys.readouterr().out
+    assert all(f"--{name} " in usage for name in training.TrainSettings.parameter_names() + ["figures"])
     seen = []
     monkeypatch.setattr(training, "run", lambda settings: seen.append(settings) or training.RunResult(
         settings, {"train": [], "val": []}, {}, True, 0, 0))
     finetune.main(["--profile", "smoke", "--all_data", "true", "--output_dir", str(tmp_path), "--figures", "false"])
     assert seen[0].all_data is True and seen[0].model == "tiny"
     assert seen[0].max_val_examples == 1000, "an unset flag takes the default"
-    finetune.main(["--profile", "smoke", "--max_val_examples", "none", "--output_dir", str(tmp_path),
+    finetune.main(["--profile", "smoke", "--max_val_examples", "all", "--output_dir", str(tmp_path),
                    "--figures", "false"])
-    assert seen[1].max_val_examples is None
+    assert seen[1].max_val_examples == ALL
 
 
 def test_accelerate_launch_runs_the_same_function(tmp_path, isolated_outputs):
@@ -344,7 +378,7 @@ def test_accelerate_launch_runs_the_same_function(tmp_path, isolated_outputs):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     launched = json.loads((tmp_path / "launched" / "history.json").read_text())
-    here = training.run(training.make_settings("smoke", all_data=True, output_dir=str(tmp_path / "here"), **params))
+    here = training.run(settings_for("smoke", all_data=True, output_dir=str(tmp_path / "here"), **params))
     for got, want in zip(_losses(launched), _losses(here.history)):
         _same_curve(got, want)
     saved = json.loads((tmp_path / "launched" / "settings.json").read_text())
@@ -389,14 +423,14 @@ def test_adafactor_recipe_trains(tmp_path):
 def test_figures_say_what_they_show_and_on_what(tmp_path):
     history = {"train": [{"step": 1, "loss": 2.0, "lr": 1e-3, "tokens_per_s": 10.0}],
                "val": [{"step": 0, "loss": 3.0}]}
-    replica = training.make_settings("smoke", recipe="replica", output_dir=str(tmp_path))
-    figs = training.plot_history(history, replica)
+    replica = settings_for("smoke", recipe="replica", output_dir=str(tmp_path))
+    figs = training_figures.plot_history(history, replica)
     titles = {name: fig.axes[0].get_title() for name, fig in figs.items()}
     for title in titles.values():
         assert "tiny GPT-Neo on mini APPS (train+test pooled)" in title and "original unshuffled 90% cut" in title
     assert "loss" in titles["loss"].lower() and "nats" in figs["loss"].axes[0].get_ylabel()
     folder = tmp_path / "my-model"
     folder.mkdir()
-    local = training.make_settings("full", model=str(folder))
-    assert "my-model on codeparrot/apps (train split)" in training.run_label(local)
-    assert str(tmp_path) not in training.run_label(local), "never an absolute path"
+    local = settings_for("full", model=str(folder))
+    assert "my-model on codeparrot/apps (train split)" in training_figures.run_label(local)
+    assert str(tmp_path) not in training_figures.run_label(local), "never an absolute path"
