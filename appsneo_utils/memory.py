@@ -1,6 +1,7 @@
 """Will this fine-tune fit? A memory estimate per plan, and the choice of a memory-saving option.
 
-Arithmetic, not measurement: bytes per parameter for weights, gradients and AdamW states, plus
+Arithmetic, not measurement: bytes per parameter for weights, gradients and optimizer states (AdamW's
+two moments, or Adafactor's factored second moment: a row and a column vector per matrix), plus
 activations for GPT-Neo's eager attention (Korthikanti et al. 2022, "Reducing activation
 recomputation", with GPT-Neo's fp32 attention scores). Good to about 20%: it decides between
 plans and refuses hopeless ones; it does not promise a run will not run out of memory.
@@ -129,10 +130,24 @@ def lora_params(shape: ModelShape, r: int) -> int:
     return shape.n_layers * len(LORA_TARGETS) * r * 2 * shape.hidden
 
 
+def adafactor_state(shape: ModelShape, *, lora: bool = False, lora_r: int = 16) -> int:
+    """Numbers (fp32) Adafactor keeps without momentum (beta1=None, as training.make_optimizer builds it):
+    for a matrix of r x c, a row and a column second moment (r + c); for a vector, the whole vector."""
+    h, inner = shape.hidden, shape.intermediate
+    if lora:  # per target projection: A is r x h, B is h x r
+        return shape.n_layers * len(LORA_TARGETS) * 2 * (lora_r + h)
+    # per layer: q, k, v, out_proj (h x h each), out_proj's bias, c_fc (inner x h) and its bias,
+    # c_proj (h x inner) and its bias, two LayerNorms (weight and bias)
+    per_layer = 4 * 2 * h + h + (inner + h) + inner + (h + inner) + h + 4 * h
+    # the embeddings (lm_head is tied to wte) and the final LayerNorm
+    return (shape.vocab + h) + (shape.max_positions + h) + shape.n_layers * per_layer + 2 * h
+
+
 def estimate(shape: ModelShape, *, batch_size: int, block_size: int, precision: str = "bf16",
              lora: bool = False, lora_r: int = 16, optim_8bit: bool = False,
-             gradient_checkpointing: bool = False, eager_attention: bool = True, cuda: bool = True) -> Estimate:
-    """Peak training memory of one plan (per device: batch_size is per device)."""
+             gradient_checkpointing: bool = False, eager_attention: bool = True, cuda: bool = True,
+             optimizer: str = "adamw") -> Estimate:
+    """Peak training memory of one plan (per device: batch_size is per device); optimizer: adamw | adafactor."""
     b, s, h, a, n = batch_size, block_size, shape.hidden, shape.heads, shape.n_params
     half = precision in ("bf16", "fp16") and cuda  # autocast only on CUDA; CPU trains in fp32
     if lora:
@@ -142,7 +157,10 @@ def estimate(shape: ModelShape, *, batch_size: int, block_size: int, precision: 
         trainable = n
         weights = n * 4  # fp32 master weights; autocast makes bf16 copies on the fly
     gradients = trainable * 4
-    optimizer = trainable * (2 if optim_8bit else 8)  # AdamW: two fp32 states (8-bit: two bytes)
+    if optimizer == "adafactor":  # factored: ~0.005 GiB for 1.3B against AdamW's 9.8
+        states = adafactor_state(shape, lora=lora, lora_r=lora_r) * 4
+    else:
+        states = trainable * (2 if optim_8bit else 8)  # AdamW: two fp32 states (8-bit: two bytes)
     act = 2 if half else 4
     # Per layer and sequence: ~34*s*h bytes of 16-bit activations (Korthikanti et al.), plus GPT-Neo's
     # eager attention keeps fp32 softmax output and 16-bit probabilities: (4 + act) * heads * s^2.
@@ -155,7 +173,7 @@ def estimate(shape: ModelShape, *, batch_size: int, block_size: int, precision: 
     logits = b * s * shape.vocab * (act + 12)
     overhead = CUDA_CONTEXT_GB * GB if cuda else 0.0
     return Estimate(option_name(lora, optim_8bit, gradient_checkpointing), lora, optim_8bit, gradient_checkpointing,
-                    weights / GB, gradients / GB, optimizer / GB, (layers + logits) / GB, overhead / GB, trainable)
+                    weights / GB, gradients / GB, states / GB, (layers + logits) / GB, overhead / GB, trainable)
 
 
 # Tried in this order when the requested plan does not fit: cheapest change in results first.
@@ -202,6 +220,7 @@ class MemoryPlan:
     chosen: Estimate | None
     table: tuple[Estimate, ...]
     advice: str
+    optimizer: str = "adamw"
 
     @property
     def switched(self) -> bool:
@@ -212,7 +231,8 @@ class MemoryPlan:
 
     def summary(self) -> str:
         lines = [
-            f"memory plan for {self.shape.name} ({self.shape.n_params / 1e6:,.1f}M parameters) on {self.device}: "
+            f"memory plan for {self.shape.name} ({self.shape.n_params / 1e6:,.1f}M parameters, "
+            f"{'Adafactor' if self.optimizer == 'adafactor' else 'AdamW'}) on {self.device}: "
             f"budget {self.budget_gb:.1f} GiB ({USABLE_SHARE:.0%} of {self.memory_gb:.1f})",
             f"  {'option':<52}{'weights':>9}{'grads':>8}{'optim':>8}{'activ.':>8}{'total':>8}  fits",
         ]
@@ -237,10 +257,12 @@ class MemoryPlan:
 def plan(shape: ModelShape, memory_gb: float | None = None, *, batch_size: int, block_size: int,
          precision: str = "bf16", lora: bool = False, lora_r: int = 16, optim_8bit: bool = False,
          gradient_checkpointing: bool = False, auto: bool = True, eager_attention: bool = True,
-         cuda: bool | None = None, device: str | None = None, have_8bit: bool | None = None) -> MemoryPlan:
+         cuda: bool | None = None, device: str | None = None, have_8bit: bool | None = None,
+         optimizer: str = "adamw") -> MemoryPlan:
     """Estimate every option; keep the requested one if it fits, else (auto) the first that does.
 
     memory_gb None measures this machine (GPU, else RAM); pass 16 to plan for a 16 GB Colab GPU.
+    optimizer: adamw | adafactor (whose states are factored already: no 8-bit option is tried).
     """
     if memory_gb is None:
         memory_gb, measured, is_cuda = device_memory_gb()
@@ -248,12 +270,14 @@ def plan(shape: ModelShape, memory_gb: float | None = None, *, batch_size: int, 
         cuda = is_cuda if cuda is None else cuda
     cuda = True if cuda is None else cuda
     device = device or f"{'GPU' if cuda else 'CPU'} with {memory_gb:.1f} GiB"
+    adamw = optimizer != "adafactor"
     have_8bit = (bitsandbytes_available() and cuda) if have_8bit is None else have_8bit
     common = dict(batch_size=batch_size, block_size=block_size, precision=precision, lora_r=lora_r,
-                  eager_attention=eager_attention, cuda=cuda)
+                  eager_attention=eager_attention, cuda=cuda, optimizer=optimizer)
     requested = estimate(shape, lora=lora, optim_8bit=optim_8bit, gradient_checkpointing=gradient_checkpointing,
                          **common)
-    table = [estimate(shape, lora=lo, optim_8bit=o8, gradient_checkpointing=gc, **common) for lo, o8, gc in OPTIONS]
+    table = [estimate(shape, lora=lo, optim_8bit=o8, gradient_checkpointing=gc, **common) for lo, o8, gc in OPTIONS
+             if adamw or not o8]
     if requested.option not in {e.option for e in table}:
         table.append(requested)
     budget = memory_gb * USABLE_SHARE
@@ -267,9 +291,9 @@ def plan(shape: ModelShape, memory_gb: float | None = None, *, batch_size: int, 
     else:
         chosen = None
         advice = _advice(requested, fits, budget, batch_size, block_size)
-    if not have_8bit and chosen is not requested:
+    if adamw and not have_8bit and chosen is not requested:
         advice += "\n   (8-bit AdamW needs a CUDA GPU and `pip install bitsandbytes`; it was not considered.)"
-    return MemoryPlan(shape, device, memory_gb, budget, requested, chosen, tuple(table), advice)
+    return MemoryPlan(shape, device, memory_gb, budget, requested, chosen, tuple(table), advice, optimizer)
 
 
 def _advice(requested, fits, budget, batch_size, block_size) -> str:

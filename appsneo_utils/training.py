@@ -224,7 +224,7 @@ def plan_memory(settings: TrainSettings, model=None, *, verbose: bool = True):
         shape, settings.gpu_memory_gb, batch_size=settings.batch_size, block_size=settings.block_size,
         precision=settings.precision, lora=settings.lora, lora_r=settings.lora_r, optim_8bit=settings.optim_8bit,
         gradient_checkpointing=settings.gradient_checkpointing, auto=settings.auto_memory,
-        eager_attention=resolve_attention(settings) == "eager",
+        eager_attention=resolve_attention(settings) == "eager", optimizer=settings.optimizer,
     )
     if verbose:
         print(plan.summary())

@@ -79,3 +79,33 @@ def test_unknown_model_needs_a_config():
     if not torch.cuda.is_available():
         gb, what, cuda = memory.device_memory_gb()
         assert gb > 0 and "RAM" in what and not cuda
+
+
+def _state_bytes(optimizer) -> int:
+    """Bytes of the optimizer's per-parameter tensors, its scalars (step, RMS) aside."""
+    return sum(t.numel() * t.element_size() for state in optimizer.state.values() for t in state.values()
+               if torch.is_tensor(t) and t.dim() > 0)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adafactor"])
+def test_optimizer_states_are_what_the_optimizer_keeps(name, tmp_path):
+    """The estimate's optimizer bytes equal the states of one real step on the tiny model (AdamW or the
+    factored Adafactor that training.make_optimizer builds)."""
+    settings = training.TrainSettings.from_params(profile="smoke", optimizer=name, output_dir=str(tmp_path))
+    model, _ = tiny_model(0)
+    optimizer = training.make_optimizer(model, settings)
+    model(input_ids=torch.tensor([[1, 2, 3, 4]]), labels=torch.tensor([[1, 2, 3, 4]])).loss.backward()
+    optimizer.step()
+    est = memory.estimate(memory.model_shape("tiny"), batch_size=1, block_size=8, cuda=False, optimizer=name)
+    assert est.optimizer_gb * memory.GB == _state_bytes(optimizer)
+
+
+def test_adafactor_plans_with_its_small_states():
+    adamw, adafactor = plan(32), plan(32, optimizer="adafactor")
+    assert adafactor.requested.optimizer_gb < 0.01 < 9 < adamw.requested.optimizer_gb  # 1.3B: 0.005 against 9.8 GiB
+    assert adafactor.chosen == adafactor.requested and adafactor.chosen.option == "full fine-tune"
+    assert adamw.switched, "AdamW's states do not fit beside the full fine-tune on 32 GB; Adafactor's do"
+    assert not any(e.optim_8bit for e in adafactor.table) and "Adafactor" in adafactor.summary()
+    settings = training.TrainSettings.from_params(profile="full", recipe="repo", gpu_memory_gb=32)
+    effective, p = training.plan_memory(settings, verbose=False)
+    assert p.optimizer == "adafactor" and not effective.lora
