@@ -4,6 +4,7 @@ The original model never learned EOS, so a completion ends at the first stop str
 ("\\nQUESTION", "\\n---", "\\nANSWER", plus the prompt format's own); the code a sample
 carries is `prompt_format.program(prompt, completion)`, exactly what the executor receives.
 Generated code never runs in this process: `run_sample_tests` hands it to the sandboxed executor.
+Notebook 03's settings (`SampleSettings`) are here too: what it samples is what this module takes.
 """
 
 from __future__ import annotations
