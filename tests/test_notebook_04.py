@@ -8,7 +8,9 @@ from conftest import ROOT, fake_finetune_output, outputs_text, run_notebook
 def test_notebook_04_evaluates_offline_from_notebooks_dir(tmp_path, isolated_outputs):
     runs, figures = isolated_outputs
     seen = fake_finetune_output(runs)
-    nb = run_notebook("04_evaluate.ipynb", ROOT / "notebooks", tmp_path / "04.ipynb")
+    # papermill's strings: "all" in words, "true" as a bool (the mini test split has 4 problems per difficulty)
+    nb = run_notebook("04_evaluate.ipynb", ROOT / "notebooks", tmp_path / "04.ipynb", "-p", "limit", "all",
+                      "-p", "humaneval", "true")
     names = sorted(p.name for p in (figures / "04_evaluate").glob("*.png"))
     assert names == ["contamination_gap.png", "humaneval.png", "metrics.png", "published.png", "verdicts.png"]
     summary = json.loads((runs / "04_evaluate" / "summary.json").read_text())
