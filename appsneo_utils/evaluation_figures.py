@@ -5,11 +5,12 @@ Every figure says in its title what it shows and on what; a "%" axis holds perce
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .sampling import VERDICT_COLORS
 from .scoring import DIFFICULTY_ORDER, GAP_PARTS, METRIC_ORDER
-
 
 # --- published figures (never mixed with ours) -------------------------------------------------
 
@@ -45,8 +46,6 @@ def published_table() -> pd.DataFrame:
 
 def fig_metrics(long: pd.DataFrame, *, title: str):
     """Bars per difficulty and metric, in percent, with bootstrap intervals."""
-    import matplotlib.pyplot as plt
-
     order = [d for d in DIFFICULTY_ORDER if d in set(long["difficulty"])]
     metric_list = [m for m in long["metric"].unique() if m.startswith("pass@")] + \
         [m for m in METRIC_ORDER if m in set(long["metric"])]
@@ -73,8 +72,6 @@ def fig_metrics(long: pd.DataFrame, *, title: str):
 
 def fig_contamination_gap(gap: pd.DataFrame, *, title: str):
     """pass@k on seen and on unseen problems side by side, in percent, with 95% bootstrap intervals."""
-    import matplotlib.pyplot as plt
-
     metrics = list(dict.fromkeys(gap["metric"]))
     fig, ax = plt.subplots(figsize=(max(5.5, 1.5 * len(metrics) + 3), 3.8))
     width = 0.38
@@ -100,10 +97,6 @@ def fig_contamination_gap(gap: pd.DataFrame, *, title: str):
 
 def fig_verdicts(results: pd.DataFrame, *, title: str):
     """Share of test verdicts per difficulty, in percent (all tests of all judged samples); the title says on what."""
-    import matplotlib.pyplot as plt
-
-    from .sampling import VERDICT_COLORS
-
     judged = results[results["judged"]]
     rows = [(d, v) for d, vs in zip(judged["difficulty"], judged["verdicts"]) for v in vs]
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -122,8 +115,6 @@ def fig_verdicts(results: pd.DataFrame, *, title: str):
 
 def fig_published(ours: pd.DataFrame, *, label: str):
     """Two panels, never one: our numbers (left) and the published ones with their sources (right)."""
-    import matplotlib.pyplot as plt
-
     difficulties = ["introductory", "interview", "competition"]
     published = published_table()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
