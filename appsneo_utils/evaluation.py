@@ -137,7 +137,7 @@ def model_fingerprint(model: str) -> str:
         return "local-" + hashlib.sha1(json.dumps(stamp).encode()).hexdigest()[:12]
     if str(model) != "tiny":
         try:
-            from huggingface_hub import try_to_load_from_cache
+            from huggingface_hub import try_to_load_from_cache  # here: only hub names need the HTTP stack
 
             cached = try_to_load_from_cache(str(model), "config.json")
             if isinstance(cached, str) and "/snapshots/" in cached:
