@@ -42,7 +42,7 @@ CODE_CACHE_LIMIT = 8 << 20  # bytes of marshalled code the worker takes (bigger:
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWNET = (
     0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x40000000)
 PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 22, 36, 38
-KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_SETPERM, KEYCTL_CLEAR = 1, 5, 7
 KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
 # syscall numbers (keyctl, socket, io_uring_setup) and the seccomp audit arch, per machine
 _ARCH = {"x86_64": (250, 41, 425, 0xC000003E), "aarch64": (219, 198, 425, 0xC00000B7)}.get(platform.machine())
@@ -66,9 +66,11 @@ def prctl(option: int, value: int, arg3=0) -> bool:
                       ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
 
 
-def keyctl(op: int, arg: int) -> None:
-    if LIBC is not None and SYS_KEYCTL is not None:
-        LIBC.syscall(ctypes.c_long(SYS_KEYCTL), ctypes.c_long(op), ctypes.c_long(arg), ctypes.c_long(0))
+def keyctl(op: int, arg: int, arg2: int = 0) -> int:
+    """The keyctl system call (-1 where there is none)."""
+    if LIBC is None or SYS_KEYCTL is None:
+        return -1
+    return LIBC.syscall(ctypes.c_long(SYS_KEYCTL), ctypes.c_long(op), ctypes.c_long(arg), ctypes.c_long(arg2))
 
 
 def _seccomp_filter():
@@ -166,7 +168,8 @@ def _confine(job: dict, files: dict, workdir: str, iso, timeout: float) -> None:
         os.setgroups([])
         os.setgid(iso.gid)
         os.setuid(iso.uid)
-        keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)  # a fresh anonymous session keyring
+        if not iso.locked_keyring:  # else the worker's, which no one may use, is inherited
+            keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)  # a fresh anonymous session keyring
         keyctl(KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING)  # the uid's own keyring: what a test before left
         keyctl(KEYCTL_CLEAR, KEY_SPEC_USER_SESSION_KEYRING)
     prctl(PR_SET_NO_NEW_PRIVS, 1)

@@ -46,6 +46,7 @@ class Isolation:
         self.uid = self.gid = None
         if allow_setuid and self.root:
             self._choose_uid()
+        self.locked_keyring = self.uid is not None and _locked_session_keyring()
         self.seccomp = allow_namespaces and self.linux and _probe_seccomp()
         # Installed here once, the filter holds in every child (a filter per fork cost a BPF
         # compilation each test); the worker itself never opens AF_UNIX sockets or io_uring.
@@ -202,7 +203,7 @@ class Isolation:
                 "mountns": self.mountns, "private_dirs": self.private_dirs,
                 "subreaper": self.subreaper, "pidfd": self.pidfd, "base_vm_mb": self.base_vm >> 20,
                 "numpy": self.numpy, "ipcns": self.ipcns, "hidepid": self.hidepid,
-                "seccomp": self.seccomp, "cgroup": self.cgroup_dir, "userns": self.userns, "hidden": self.hidden,
+                "seccomp": self.seccomp, "locked_keyring": self.locked_keyring, "cgroup": self.cgroup_dir, "userns": self.userns, "hidden": self.hidden,
                 "hidden_data": self.hidden_data, "notes": self.notes}
 
 
@@ -254,6 +255,15 @@ def _user_namespace() -> bool:
         with open(f"/proc/self/{name}", "w") as f:  # an error here is fatal: unmapped ids read nothing
             f.write(text)
     return True
+
+
+def _locked_session_keyring() -> bool:
+    """A new session keyring for this worker with no permission for anyone: every child inherits it
+    (and possesses it) but can neither read, write, link, search nor invalidate it, and only its owner
+    (root) could change that. It replaces a fresh session keyring per child (one keyring made and
+    garbage-collected per test); the caller's session keyring is never reachable from a child."""
+    serial = child.keyctl(child.KEYCTL_JOIN_SESSION_KEYRING, 0)
+    return serial > 0 and child.keyctl(child.KEYCTL_SETPERM, serial, 0) == 0
 
 
 def _probe_seccomp() -> bool:

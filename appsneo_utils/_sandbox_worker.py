@@ -16,12 +16,13 @@ a memory cgroup for its children. As an ordinary user it first enters a user nam
 own and then makes the same namespaces (no uid drop, no cgroup, no hidepid). Each child
 (`_sandbox_child.py`) gets its own session, its own IPC namespace, the cgroup, a uid/gid
 unique to this worker (so `kill(-1)` from that uid reaches every process the program left behind
-and nothing else), a fresh session keyring, no capabilities, no_new_privs, rlimits, the worker's
-seccomp filter refusing AF_UNIX sockets, a fresh working directory and a scrubbed environment. A
-program is compiled once, in the child of its first test (see `_sandbox_child.py`). After every
-test the worker kills what the program left and empties the private folders, iteratively; when
-that fails it reports POISONED and exits, and the caller judges the remaining tests on a fresh
-worker. Whatever is not permitted falls back (see `_sandbox_isolation.py`) and is reported in READY.
+and nothing else), the worker's locked session keyring, no capabilities, no_new_privs, rlimits,
+the worker's seccomp filter refusing AF_UNIX sockets, a fresh working directory and a scrubbed
+environment. A program is compiled once, in the child of its first test (see `_sandbox_child.py`).
+After every test the worker kills what the program left and empties the private folders,
+iteratively; when that fails it reports POISONED and exits, and the caller judges the remaining
+tests on a fresh worker. Whatever is not permitted falls back (see `_sandbox_isolation.py`) and
+is reported in READY.
 """
 
 from __future__ import annotations

@@ -88,6 +88,12 @@ def cases(world: dict) -> list[Case]:
              (PASSED,), tests=EMPTY, needs=("uid",),
              followup=LIBC + f"k = libc.syscall({KEYCTL}, 10, -4, b'user', b'appsneo-{TOKEN}', 0)\n"
                              "print('found' if k > 0 else 'none')\n"),
+        Case("session_keyrings",  # the session keyring a child inherits, and the uid's user-session one
+             LIBC + "".join(f"libc.syscall({ADD_KEY}, b'user', b'appsneo-{TOKEN}', b'{SECRET}', {len(SECRET)}, {ring})\n"
+                            for ring in (-3, -5)) + "print('none')\n",
+             (PASSED,), tests=EMPTY, needs=("uid",),
+             followup=LIBC + "found = [libc.syscall(" + str(KEYCTL) + f", 10, ring, b'user', b'appsneo-{TOKEN}', 0) > 0 "
+                             "for ring in (-3, -5)]\nprint('found' if any(found) else 'none')\n"),
         Case("files_left_in_tmp",
              f"import os\nos.makedirs('/tmp/appsneo-left-{TOKEN}/x/y')\n"
              f"open('/tmp/appsneo-left-{TOKEN}/x/y/a', 'w').write('{SECRET}')\n"
