@@ -30,10 +30,10 @@ from pathlib import Path
 
 from tqdm import tqdm  # text, not a widget: the executed notebook keeps the final bar
 
-from . import checkpoints, memory, paths
-from .checkpoints import find_checkpoint, identity  # noqa: F401  (identity: what a checkpoint resumes)
+from . import checkpoints, memory, modeling, paths
 from .modeling import ATTENTION_BACKENDS, FINETUNED_MODEL, TINY, attention_backend_for, compile_blocks
 from .params import Profile, Settings, coerce_choice, coerce_int, setting
+from .repro import set_seed
 from .recipes import RECIPE_HELP, RECIPE_NAMES, RECIPES, SMOKE_RECIPES, batch_plan, world_size
 from .train_data import PreparedData, prepare_data
 from .training_loop import Loop, LoopState, Schedule
@@ -239,28 +239,25 @@ def plan_memory(settings: TrainSettings, model=None, *, verbose: bool = True):
 
 def build_model(settings: TrainSettings, *, checkpoint: Path | None = None, verbose: bool = True):
     """(model, tokenizer) ready to train: seeded init, attention path, gradient checkpointing, LoRA."""
-    from .modeling import _finish_tokenizer, load_model, tiny_model, use_fast_attention
-    from .repro import set_seed
-
     set_seed(settings.seed)  # before the model is built: the tiny init and the LoRA init depend on it
     tokenizer = None
     if checkpoint is not None:  # the tokenizer the run started with (the tiny one is trained on the fly)
         from transformers import AutoTokenizer
 
-        tokenizer = _finish_tokenizer(AutoTokenizer.from_pretrained(checkpoint), settings.block_size)
+        tokenizer = modeling._finish_tokenizer(AutoTokenizer.from_pretrained(checkpoint), settings.block_size)
     if settings.model == TINY:
-        model, tokenizer = tiny_model(settings.seed, tokenizer=tokenizer)
+        model, tokenizer = modeling.tiny_model(settings.seed, tokenizer=tokenizer)
     else:
         half_base = settings.lora and _cuda() and settings.precision in ("bf16", "fp16")
         dtype = settings.precision if half_base else "fp32"  # full fine-tunes keep fp32 master weights
-        model, loaded_tokenizer = load_model(settings.model, device="cpu", dtype=dtype, seed=settings.seed)
+        model, loaded_tokenizer = modeling.load_model(settings.model, device="cpu", dtype=dtype, seed=settings.seed)
         tokenizer = tokenizer or loaded_tokenizer
     positions = model.config.max_position_embeddings
     if settings.block_size > positions:
         raise ValueError(f"block_size={settings.block_size} exceeds the model's {positions} positions")
     backend = resolve_attention(settings, verbose=verbose)
     if backend != "eager":
-        use_fast_attention(model, backend)
+        modeling.use_fast_attention(model, backend)  # through the module: tests replace it
     model.config.use_cache = False
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -368,7 +365,7 @@ def run(settings: TrainSettings, *, model=None, tokenizer=None, data: PreparedDa
     main = accelerator.is_main_process
     if memory_plan is None:
         settings, memory_plan = plan_memory(settings, verbose=main)
-    checkpoint = find_checkpoint(settings, verbose=main and model is None)  # the notebook said it already
+    checkpoint = checkpoints.find_checkpoint(settings, verbose=main and model is None)  # the notebook said it already
     checkpoints.clear_checkpoints(settings, accelerator, keep=checkpoint)
     if model is None or tokenizer is None:
         model, tokenizer = build_model(settings, checkpoint=checkpoint, verbose=main)
@@ -521,8 +518,6 @@ def contamination_note(settings: TrainSettings, data: PreparedData | None = None
 
 
 def _save_final_model(model, tokenizer, settings, data) -> None:
-    from .modeling import save_model
-
     if settings.lora:  # a plain model that load_model(folder) reads; the adapters are merged in
         model = model.merge_and_unload()
     model.config.use_cache = True
@@ -532,7 +527,7 @@ def _save_final_model(model, tokenizer, settings, data) -> None:
 
     hf_logging.disable_progress_bar()  # a one-shard "Writing model shards" bar says nothing
     try:
-        save_model(model, tokenizer, folder, provenance={
+        modeling.save_model(model, tokenizer, folder, provenance={
             "base_model": settings.model, "trained_problems": "trained_problems.json",
             "how": f"fine-tuned by {NOTEBOOK} (recipe {settings.recipe}, split rule {settings.split_rule})"})
     finally:

@@ -4,6 +4,7 @@ split, resume after a kill, LoRA, the accelerate entry point; all on the tiny mo
 import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from appsneo_utils import cells, finetune, modeling, train_data, training, training_figures
+from appsneo_utils import cells, checkpoints, finetune, modeling, train_data, training, training_figures
 from appsneo_utils.params import ALL, Profile
 from appsneo_utils.data import load_apps
 from appsneo_utils.modeling import load_model, tiny_model
@@ -121,11 +122,13 @@ def test_smoke_profile_and_papermill_strings(tmp_path):
         settings_for("smoke", precision="fp8")
     with pytest.raises(ValueError, match="unknown settings for TrainSettings: batchsize"):
         settings_for("smoke", batchsize=3)
-    assert settings_for("smoke", resume="True").resume == "true" and settings_for("smoke", resume=False).resume == "false"
+    assert settings_for("smoke", resume="True").resume == "true"
+    assert settings_for("smoke", resume=False).resume == "false"
     with pytest.raises(ValueError, match="resume must be one of auto, true, false"):
         settings_for("smoke", resume="maybe")
     # None is the profile's default everywhere; "all" is a word
-    assert settings_for("smoke").max_val_examples == settings_for("smoke", max_val_examples=None).max_val_examples == 1000
+    left_out, none = settings_for("smoke"), settings_for("smoke", max_val_examples=None)
+    assert left_out.max_val_examples == none.max_val_examples == 1000
     assert settings_for("smoke", max_val_examples="all").max_val_examples == ALL
     assert settings_for("smoke", max_val_examples="12").max_val_examples == 12
     # profile "auto" on a machine without a GPU is the embedded default
@@ -284,7 +287,7 @@ def test_resume_after_a_kill_continues_the_same_curve(tmp_path, uninterrupted):
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
     settings = settings_for("smoke", output_dir=str(out), **params)
-    assert training.find_checkpoint(settings).name == "step-00000006"
+    assert checkpoints.find_checkpoint(settings).name == "step-00000006"
     resumed = training.run(settings)  # resume="auto" finds step 6
     assert resumed.completed and resumed.step == uninterrupted.step == 12
     for got, want in zip(_losses(resumed.history), _losses(uninterrupted.history)):
@@ -309,12 +312,12 @@ def test_stop_after_then_resume(tmp_path, uninterrupted):
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     training.run(quick(tmp_path, max_steps=2))
     other = quick(tmp_path, max_steps=2, learning_rate=1e-3)
-    assert training.find_checkpoint(other) is None
+    assert checkpoints.find_checkpoint(other) is None
     with pytest.raises(ValueError, match="learning_rate"):
-        training.find_checkpoint(quick(tmp_path, max_steps=2, learning_rate=1e-3, resume="true"))
+        checkpoints.find_checkpoint(quick(tmp_path, max_steps=2, learning_rate=1e-3, resume="true"))
     with pytest.raises(FileNotFoundError):
-        training.find_checkpoint(quick(tmp_path / "nothing", resume="true"))
-    assert training.find_checkpoint(quick(tmp_path, max_steps=2, resume="false")) is None
+        checkpoints.find_checkpoint(quick(tmp_path / "nothing", resume="true"))
+    assert checkpoints.find_checkpoint(quick(tmp_path, max_steps=2, resume="false")) is None
 
 
 def test_lora_trains_only_adapters_and_saves_a_plain_model(tmp_path):
@@ -434,3 +437,13 @@ def test_figures_say_what_they_show_and_on_what(tmp_path):
     local = settings_for("full", model=str(folder))
     assert "my-model on codeparrot/apps (train split)" in training_figures.run_label(local)
     assert str(tmp_path) not in training_figures.run_label(local), "never an absolute path"
+
+
+def test_the_launch_command_gives_back_the_same_settings(tmp_path):
+    settings = settings_for("smoke", recipe="replica", grad_accum=2, max_val_examples="all", resume="false",
+                            output_dir=str(tmp_path / "a run"))
+    line = training.launch_command(settings, num_processes=2)
+    assert line.startswith("accelerate launch --multi_gpu --num_processes 2 -m appsneo_utils.finetune --profile smoke")
+    assert "--all_data" not in line, "what the recipe sets is not repeated"
+    flags = shlex.split(line.split(" -m appsneo_utils.finetune ", 1)[1])
+    assert training.TrainSettings.parse_args(flags, prog="finetune", description="")[0] == settings
