@@ -151,8 +151,10 @@ def _own_process_count() -> int:
 def _confine(job: dict, files: dict, workdir: str, iso, timeout: float) -> None:
     """Own session, fresh fds, own IPC namespace, the sandbox uid, rlimits, seccomp."""
     os.setsid()
-    if iso.cgroup_fd is not None:  # the memory cap of the whole test: every process the program makes stays in it
-        os.write(iso.cgroup_fd, b"0")  # (before the fds below move: it is closed with the others)
+    # the memory cap of the whole test: every process the program makes stays in the cgroup ("0": this
+    # process; written before the fds move, and closed with the others)
+    if iso.cgroup_fd is not None:
+        os.write(iso.cgroup_fd, b"0")
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
         _signal.signal(sig, _signal.SIG_DFL)  # the C function: no enum wrapping on the hot path
     for target, name in enumerate(("stdin", "stdout", "stderr", "result", "code")):

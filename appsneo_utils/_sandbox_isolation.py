@@ -203,8 +203,9 @@ class Isolation:
                 "mountns": self.mountns, "private_dirs": self.private_dirs,
                 "subreaper": self.subreaper, "pidfd": self.pidfd, "base_vm_mb": self.base_vm >> 20,
                 "numpy": self.numpy, "ipcns": self.ipcns, "hidepid": self.hidepid,
-                "seccomp": self.seccomp, "locked_keyring": self.locked_keyring, "cgroup": self.cgroup_dir, "userns": self.userns, "hidden": self.hidden,
-                "hidden_data": self.hidden_data, "notes": self.notes}
+                "seccomp": self.seccomp, "locked_keyring": self.locked_keyring, "cgroup": self.cgroup_dir,
+                "userns": self.userns, "hidden": self.hidden, "hidden_data": self.hidden_data,
+                "notes": self.notes}
 
 
 def _probe_uid(uid: int, paths: list[str]) -> list[str] | None:

@@ -303,7 +303,8 @@ class Worker:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which must never get back here
                 try:
-                    child.run_child(job, test_input, files, workdir, self.iso, self.kit, timeout, alarm, self.code)
+                    child.run_child(job, test_input, files, workdir, self.iso, self.kit, timeout, alarm,
+                                    self.code)
                 finally:
                     os._exit(child.EXIT_SETUP)
             self.current = pid
