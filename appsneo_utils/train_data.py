@@ -69,7 +69,10 @@ def original_cut(example_keys: list) -> tuple[int, list, list]:
 
 @dataclass
 class PreparedData:
-    """Encoded examples (input_ids, labels) and which problems went where."""
+    """Encoded examples (input_ids, labels) and which problems went where.
+
+    train and val are lists of rows, or TokenRows (the same rows, made on access) when read from the cache.
+    """
 
     train: list
     val: list
@@ -123,7 +126,6 @@ CACHE_FROM_EXAMPLES = 20_000
 # Worker processes only from this size: each one costs a fork and a copy of its shard.
 PROCESSES_FROM_EXAMPLES = 50_000
 MAX_PROCESSES = 8
-_TOKEN_FEATURES = {"input_ids": "int32", "labels": "int32"}  # GPT-Neo's 50,257 ids fit; half of int64's disk
 
 
 def encode_batch(batch: dict, tokenizer, block_size: int) -> dict:
@@ -247,7 +249,7 @@ def tokenise(examples: list, tokenizer, block_size: int, *, cache=None, cache_di
     cache: None decides by size (from CACHE_FROM_EXAMPLES examples), True/False force it. The cache
     lives in cache_dir (default: default_cache_dir()) under a key of everything that changes the ids:
     the tokenizer's content, block_size, the encoding rule's source and every example's text, so a
-    second launch reads the ids back (memory-mapped Arrow) instead of tokenising again.
+    second launch reads the ids back from its Arrow files instead of tokenising again.
     num_proc: worker processes for the map; None: min(cores, MAX_PROCESSES) from PROCESSES_FROM_EXAMPLES.
     """
     start = time.perf_counter()
@@ -343,6 +345,7 @@ def _write_cache(folder: Path, key: str, examples, tokenizer, block_size: int, n
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         source = Dataset.from_dict({"prompt": [e.prompt for e in examples], "answer": [e.answer for e in examples]})
+        # int32: GPT-Neo's 50,257 ids fit, in half of int64's disk
         features = Features({"input_ids": List(Value("int32")), "labels": List(Value("int32")),
                              "truncated": Value("bool"), "kept": Value("bool")})
         encoded = source.map(encode_batch, batched=True, batch_size=1000, num_proc=num_proc if num_proc > 1 else None,
