@@ -311,6 +311,9 @@ def make_optimizer(model, settings: TrainSettings):
 
 @dataclass
 class RunResult:
+    """What `run` hands back: the settings it ran with (memory options applied), the curves and metrics, how
+    far it got, and the trained model with its tokenizer, data and memory plan."""
+
     settings: TrainSettings
     history: dict
     metrics: dict
