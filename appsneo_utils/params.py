@@ -217,6 +217,8 @@ def upto(value):
 def coerce_field(f: dataclasses.Field, value):
     """One field's value, coerced by its kind; a bad value raises ValueError naming the field."""
     meta, name = f.metadata, f.name
+    if meta.get("optional") and isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+        value = None  # a command line's --problem None: papermill's -p already makes it None
     if value is None:
         if meta.get("optional"):
             return None

@@ -58,7 +58,7 @@ def test_notebook_01_runs_offline(cwd, tmp_path, isolated_outputs):
     assert "profile: smoke" in text and "loaded" in text
 
 
-@pytest.mark.parametrize("name", ["01_explore", "03_sample", "05_probes"])
+@pytest.mark.parametrize("name", ["01_explore", "02_finetune", "03_sample", "04_evaluate", "05_probes"])
 def test_no_cell_after_the_parameters_rebinds_one(name):
     """`from_notebook(globals())` reads the parameters by name: a later cell that assigns or imports one (say
     `model = load(...)` or `from appsneo_utils import data`) would break a rerun of the setup cell."""

@@ -76,6 +76,7 @@ def test_none_takes_the_profiles_default_and_papermill_strings_are_coerced():
     full = Toy.from_params(profile="full", limit=None, n_samples="3")
     assert (full.limit, full.n_samples, full.judges, full.out) == (ALL, 3, ("apps", "strict"), None)
     assert upto(full.limit) is None and upto(smoke.limit) == 4
+    assert Toy.from_params(profile="smoke", out="None").out is None  # a command line's --out None
 
 
 def test_all_is_a_word_and_bad_values_name_the_setting():
