@@ -48,9 +48,9 @@ def replica(tmp_path_factory):
     frame = data.load_apps("mini", split="test", verbose=False)
     frame = frame.assign(length=frame["solutions_list"].map(lambda s: max(map(len, s))))
     frame = frame.nsmallest(REPLICA_PROBLEMS, "length").drop(columns="length")
-    settings = training.make_settings("smoke", all_data=True, val_problems=1, epochs=100, learning_rate=3e-3,
-                                      warmup_steps=5, grad_accum=1, batch_size=4, log_every=50,
-                                      output_dir=str(tmp_path_factory.mktemp("replica")))
+    settings = training.TrainSettings.from_params(
+        profile="smoke", all_data=True, val_problems=1, epochs=100, learning_rate=3e-3, warmup_steps=5, grad_accum=1,
+        batch_size=4, log_every=50, output_dir=str(tmp_path_factory.mktemp("replica")))
     model, tokenizer = training.build_model(settings, verbose=False)
     prepared = train_data.prepare_data(settings, tokenizer, frame=frame, verbose=False)
     result = training.run(settings, model=model, tokenizer=tokenizer, data=prepared)

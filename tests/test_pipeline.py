@@ -46,7 +46,7 @@ def test_stops_at_first_failure_with_the_cells_error(tmp_path, monkeypatch, caps
 def test_only_notebook_02_trains_the_replica_on_the_embedded_default():
     by_name = {p.stem[:2]: p for p in pipeline.notebooks()}
     assert pipeline.notebook_parameters(by_name["02"], "smoke") == {"profile": "smoke", **pipeline.REPLICA}
-    settings = training.make_settings("smoke", **pipeline.REPLICA)  # what notebook 02 makes of them
+    settings = training.TrainSettings.from_params(profile="smoke", **pipeline.REPLICA)  # what notebook 02 makes of them
     assert settings.all_data is True and settings.split_rule == "original" and settings.epochs >= 30
     for number in ("01", "03", "04", "05"):
         assert pipeline.notebook_parameters(by_name[number], "smoke") == {"profile": "smoke"}
