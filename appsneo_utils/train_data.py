@@ -360,7 +360,8 @@ def _write_cache(folder: Path, key: str, examples, tokenizer, block_size: int, n
 
 
 # The encoding rule's code is part of the cache key: a change to it re-tokenises (comments included).
-_RULE_SOURCE = hashlib.sha256((inspect.getsource(encode_example) + inspect.getsource(encode_batch)).encode()).hexdigest()
+_RULE_SOURCE = hashlib.sha256((inspect.getsource(encode_example) + inspect.getsource(encode_batch)).encode()
+                              ).hexdigest()
 
 
 def pack(examples: list, block_size: int) -> list:

@@ -80,7 +80,8 @@ def synthetic_frame(examples: int, problems: int, seed: int = 0) -> pd.DataFrame
         lengths = rng.choice([len(s) for s in model["solutions_list"]], size=n) * rng.uniform(0.8, 1.2, size=n)
         starts = rng.integers(0, len(code) - int(lengths.max()) - 1, size=n)
         split, number = ("train", pid) if pid < problems // 2 else ("test", pid - problems // 2)
-        rows.append({"split": split, "problem_id": number, "question": f"Problem {pid}.\n" + questions[start:start + q_len],
+        question = f"Problem {pid}.\n" + questions[start:start + q_len]
+        rows.append({"split": split, "problem_id": number, "question": question,
                      "starter_code": model["starter_code"], "fn_name": model["fn_name"],
                      "solutions_list": [code[a:a + int(k)] for a, k in zip(starts, lengths)]})
     return pd.DataFrame(rows)
