@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import paths
+from .params import upto
 from .prompts import encode_example, training_examples
 
 if TYPE_CHECKING:
@@ -394,17 +395,17 @@ def prepare_data(settings: "TrainSettings", tokenizer, frame=None, *, verbose: b
     counts = {"problems": len(rows), "no_solutions": int((~solved).sum()), "block_size": settings.block_size,
               "split_rule": settings.split_rule, "packed_blocks": None}
     if settings.split_rule == "original":
-        if not settings.all_data or settings.max_train_problems is not None:
+        if not settings.all_data or upto(settings.max_train_problems) is not None:
             raise ValueError("split_rule='original' is the '-all' run's cut of the pooled train and test examples: "
-                             "set all_data=True and leave max_train_problems unset (or use split_rule='grouped')")
+                             "set all_data=True and leave max_train_problems at all (or use split_rule='grouped')")
         pooled = [e for key in dataset_order(rows) for e in training_examples(rows[key])]
         cut, train_keys, val_keys = original_cut([(e.split, e.problem_id) for e in pooled])
         train_examples, val_examples = pooled[:cut], pooled[cut:]
         counts.update(pooled_examples=len(pooled), cut=cut)
     else:
         train_keys, val_keys = split_problems(rows, settings.val_problems, settings.seed)
-        if settings.max_train_problems is not None:
-            train_keys = train_keys[: settings.max_train_problems]
+        if upto(settings.max_train_problems) is not None:
+            train_keys = train_keys[: upto(settings.max_train_problems)]
         train_examples = [e for key in train_keys for e in training_examples(rows[key])]
         val_examples = [e for key in val_keys for e in training_examples(rows[key])]
     encoded = tokenise(train_examples + val_examples, tokenizer, settings.block_size, cache=cache,

@@ -32,7 +32,7 @@ from tqdm import tqdm  # text, not a widget: the executed notebook keeps the fin
 
 from . import checkpoints, memory, modeling, paths
 from .modeling import ATTENTION_BACKENDS, FINETUNED_MODEL, TINY, attention_backend_for, compile_blocks
-from .params import Profile, Settings, coerce_choice, coerce_int, setting
+from .params import ALL, Profile, Settings, coerce_choice, coerce_int, setting
 from .repro import set_seed
 from .recipes import RECIPE_HELP, RECIPE_NAMES, RECIPES, SMOKE_RECIPES, batch_plan, world_size
 from .train_data import PreparedData, prepare_data
@@ -74,9 +74,8 @@ class TrainSettings(Settings):
                               by_profile="by recipe (card and repo 'grouped', replica 'original')")
     val_problems: int = setting(200, "whole problems held out for validation (split_rule grouped; grouped by "
                                      "(split, problem_id), shuffled with the seed)", "int", minimum=1, smoke=4)
-    # None for all until train_data.prepare_data reads params.upto (then: setting(ALL, ..., "count", minimum=1))
-    max_train_problems: int | None = setting(None, "train on at most this many problems (quick runs; split_rule "
-                                                   "grouped); None: all", "int", minimum=1, optional=True)
+    max_train_problems: int | str = setting(ALL, "train on at most this many problems, or all (quick runs; "
+                                                  "split_rule grouped)", "count", minimum=1)
     max_val_examples: int | str = setting(1000, "validate on at most this many held-out examples, or all", "count",
                                           minimum=1)
     # --- examples
@@ -167,11 +166,6 @@ class TrainSettings(Settings):
     @property
     def model_dir(self) -> Path:
         return self.run_dir / "model"
-
-
-def make_settings(profile="auto", **params) -> TrainSettings:
-    """TrainSettings.from_params(profile=profile, **params), for callers written before it (tests of other jobs)."""
-    return TrainSettings.from_params(profile=profile, **params)
 
 
 # --- devices, precision, attention ------------------------------------------------------------

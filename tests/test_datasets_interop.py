@@ -78,7 +78,7 @@ def test_the_gpt2_tokenizer_gives_the_same_ids_on_real_apps_problems(tmp_path, s
 
 def test_prepare_data_through_the_cache_equals_prepare_data_in_memory(tmp_path, tokenizer, mini_all):
     for overrides in (dict(recipe="card"), dict(recipe="replica"), dict(recipe="card", packing=True)):
-        settings = training.make_settings("smoke", block_size=512, **overrides)
+        settings = training.TrainSettings.from_params(profile="smoke", block_size=512, **overrides)
         memory = train_data.prepare_data(settings, tokenizer, frame=mini_all, verbose=False)
         disk = train_data.prepare_data(settings, tokenizer, frame=mini_all, verbose=False, cache=True,
                                        cache_dir=tmp_path)
@@ -162,7 +162,7 @@ def test_a_stale_or_half_written_cache_folder_is_rebuilt(tmp_path, tokenizer, ex
 
 def test_the_mini_set_stays_in_memory_and_never_imports_datasets():
     code = ("import sys; from appsneo_utils import train_data, training; from appsneo_utils.modeling import "
-            "train_tiny_tokenizer; d = train_data.prepare_data(training.make_settings('smoke', recipe='replica'), "
+            "train_tiny_tokenizer; d = train_data.prepare_data(training.TrainSettings.from_params(profile='smoke', recipe='replica'), "
             "train_tiny_tokenizer(), verbose=False); print(d.counts['tokenised']); print('datasets' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})

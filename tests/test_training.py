@@ -153,7 +153,7 @@ def test_answer_only_masking_and_eos(tmp_path, tokenizer):
 
 
 def test_overlong_examples_are_counted(tmp_path, tokenizer):
-    data = train_data.prepare_data(quick(tmp_path, block_size=320, val_problems=8, max_train_problems=None),
+    data = train_data.prepare_data(quick(tmp_path, block_size=320, val_problems=8, max_train_problems="all"),
                                  tokenizer, verbose=False)
     c = data.counts["train"]
     assert c["dropped"] > 0 and c["kept"] + c["dropped"] == c["examples"]
@@ -163,7 +163,7 @@ def test_overlong_examples_are_counted(tmp_path, tokenizer):
 
 @pytest.mark.parametrize("all_data", [True, False])
 def test_grouped_split_has_no_problem_on_both_sides(tmp_path, tokenizer, mini_all, all_data):
-    settings = quick(tmp_path, all_data=all_data, max_train_problems=None, val_problems=5)
+    settings = quick(tmp_path, all_data=all_data, max_train_problems="all", val_problems=5)
     data = train_data.prepare_data(settings, tokenizer, verbose=False)
     train, val = set(data.train_problems), set(data.val_problems)
     assert len(val) == 5 and not train & val
@@ -194,7 +194,7 @@ def test_original_rule_reproduces_run_clm_apps_cut(tmp_path, tokenizer, mini_all
     assert train_data.dataset_order(sizes) == [("train", 0), ("train", 1), ("test", 0), ("test", 1), ("test", 2)]
     cut, seen, held_out = train_data.original_cut(keys)
     assert (cut, seen, held_out) == (11, list(sizes), [("test", 2)])
-    settings = quick(tmp_path, all_data=True, split_rule="original", max_train_problems=None)
+    settings = quick(tmp_path, all_data=True, split_rule="original", max_train_problems="all")
     data = train_data.prepare_data(settings, tokenizer, frame=frame, verbose=False)
     assert (data.counts["pooled_examples"], data.counts["cut"]) == (13, 11)
     assert (data.counts["train"]["examples"], data.counts["val"]["examples"]) == (11, 2)
@@ -204,7 +204,7 @@ def test_original_rule_reproduces_run_clm_apps_cut(tmp_path, tokenizer, mini_all
     assert (record["split_rule"], record["cut"], record["train"][-1]) == ("original", 11, ["test", 2])
     assert "int(0.9 x 13) = 11 trained" in data.summary()
     with pytest.raises(ValueError, match="set all_data=True"):
-        train_data.prepare_data(quick(tmp_path, split_rule="original", max_train_problems=None), tokenizer,
+        train_data.prepare_data(quick(tmp_path, split_rule="original", max_train_problems="all"), tokenizer,
                               verbose=False)
 
 
