@@ -73,3 +73,16 @@ def test_gpu_check_runs_its_steps_and_collects_the_rows(tmp_path):
     assert {p.name for p in out.iterdir()} == {"train.log", "train.json", "sample.log", "sample.json"}
     rows = done.stdout.split("== rows for benchmarks/README.md")[1].strip().splitlines()
     assert len([r for r in rows if r.startswith("| ")]) == 2 and "== done: train sample" in done.stdout
+
+
+def test_tokenise_throughput_gives_the_same_ids_on_every_path(tmp_path):
+    """The tokenisation benchmark on a small synthetic set: before, first and second launch agree."""
+    if not (ROOT.parent / "shared" / "data").is_dir():
+        pytest.skip("the GPT-2 tokenizer lives in ../shared/data, beside the project")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "tokenise_throughput.py"), "--examples", "300",
+                           "--problems", "20", "--cache-dir", str(tmp_path / "cache")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ids and labels identical across phases: True" in done.stdout
+    assert "read from the cache" in done.stdout and "machine: " in done.stdout
