@@ -33,6 +33,25 @@ _BLOCK = 1 << 16  # lines per block of the number step
 
 # ------------------------------------------------------------------------------------ the program
 
+def tests_problem(tests: Any, *, text_stdin: bool = False) -> str | None:
+    """What is wrong with an APPS `input_output` dict, or None when it can be judged. `text_stdin`: also
+    require standard-input tests to be text (the loader's rule; the harness itself joins a list of lines)."""
+    if not isinstance(tests, dict):
+        return f"not a dict with inputs and outputs but {type(tests).__name__}"
+    inputs, outputs, fn_name = tests.get("inputs"), tests.get("outputs"), tests.get("fn_name")
+    if not isinstance(inputs, list) or not isinstance(outputs, list):
+        return "inputs/outputs missing"
+    if len(inputs) != len(outputs):
+        return "inputs and outputs differ in length (they must be lists of the same length)"
+    if not inputs:
+        return "no tests"
+    if fn_name is not None and not (isinstance(fn_name, str) and fn_name.isidentifier()):
+        return "fn_name is not a name"
+    if text_stdin and fn_name is None and not all(isinstance(x, str) for x in inputs + outputs):
+        return "standard-input tests that are not text"
+    return None
+
+
 def program_source(code: str, fn_name: str | None) -> str:
     """The exact source `run_test` executes: the prelude plus the program (standard input: in `def code():`).
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .apps_judge import tests_problem
 from .paths import MINI_DIR
 from .params import hub_reachable
 
@@ -323,22 +324,9 @@ def _json_field(value, kind, name, issues):
 
 
 def _check_tests(tests: dict, issues: list) -> dict | None:
-    inputs, outputs = tests.get("inputs"), tests.get("outputs")
-    if not isinstance(inputs, list) or not isinstance(outputs, list):
-        issues.append("invalid input_output (inputs/outputs missing)")
-        return None
-    if len(inputs) != len(outputs):
-        issues.append("invalid input_output (inputs and outputs differ in length)")
-        return None
-    if not inputs:
-        issues.append("no tests")
-        return None
-    fn_name = tests.get("fn_name")
-    if fn_name is not None and not (isinstance(fn_name, str) and fn_name.isidentifier()):
-        issues.append("invalid input_output (fn_name is not a name)")
-        return None
-    if fn_name is None and not all(isinstance(x, str) for x in inputs + outputs):
-        issues.append("invalid input_output (standard-input tests that are not text)")
+    problem = tests_problem(tests, text_stdin=True)
+    if problem:
+        issues.append(problem if problem == "no tests" else f"invalid input_output ({problem})")
         return None
     return tests
 

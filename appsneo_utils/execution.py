@@ -107,17 +107,10 @@ class Job:
 
 
 def _check_tests(tests: Any) -> tuple[list, list, str | None]:
-    if not isinstance(tests, dict):
-        raise ValueError(f"tests must be a dict with 'inputs' and 'outputs' (APPS input_output), "
-                         f"got {type(tests).__name__}")
-    inputs, outputs, fn_name = tests.get("inputs"), tests.get("outputs"), tests.get("fn_name")
-    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
-        raise ValueError("tests['inputs'] and tests['outputs'] must be lists of the same length")
-    if not inputs:
-        raise ValueError("tests has no test cases: nothing to judge")
-    if fn_name is not None and not (isinstance(fn_name, str) and fn_name.isidentifier()):
-        raise ValueError(f"tests['fn_name'] must be a function name, got {fn_name!r}")
-    return inputs, outputs, fn_name
+    problem = apps_judge.tests_problem(tests)
+    if problem:
+        raise ValueError(f"tests (APPS input_output) that cannot be judged: {problem}")
+    return tests["inputs"], tests["outputs"], tests.get("fn_name")
 
 
 def _as_job(item: Any, defaults: dict) -> Job:

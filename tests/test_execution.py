@@ -320,8 +320,10 @@ def test_run_tests_default_executor_and_round_trip():
 def test_bad_tests_are_refused(ex):
     with pytest.raises(ValueError, match="same length"):
         ex.run("print(1)", {"inputs": ["1"], "outputs": []})
-    with pytest.raises(ValueError, match="no test cases"):
+    with pytest.raises(ValueError, match="cannot be judged: no tests"):
         ex.run("print(1)", {"inputs": [], "outputs": []})
+    with pytest.raises(ValueError, match="fn_name is not a name"):
+        ex.run("print(1)", {"inputs": [[1]], "outputs": [1], "fn_name": "not a name"})
 
 
 def test_abandoned_loop_leaves_nothing_running_and_the_executor_recovers():
