@@ -78,15 +78,6 @@ def coerce_choice(name: str, value, choices) -> str:
     raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
-def coerce_optional_str(name: str, value) -> str | None:
-    """None for None/""/"none"/"null", else the string."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string or None, got {value!r}")
-    return None if value.strip().lower() in ("", "none", "null") else value
-
-
 def hub_reachable(timeout: float = 2.0) -> tuple[bool, str]:
     """Whether the Hugging Face hub can be reached, and why not (fast: no retry loop)."""
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from appsneo_utils.params import coerce_bool, coerce_choice, coerce_float, coerce_int, coerce_optional_str, resolve_profile
+from appsneo_utils.params import coerce_bool, coerce_choice, coerce_float, coerce_int, resolve_profile
 
 
 @pytest.mark.parametrize("value", [True, "true", "True", "TRUE", " yes ", "1", 1, "on"])
@@ -34,11 +34,10 @@ def test_numbers():
         coerce_float("top_p", 1.5, maximum=1)
 
 
-def test_choice_and_optional_string():
+def test_choice():
     assert coerce_choice("split", "TRAIN", ["train", "test"]) == "train"
     with pytest.raises(ValueError, match="split must be one of train, test; got 'dev'"):
         coerce_choice("split", "dev", ["train", "test"])
-    assert coerce_optional_str("model", "None") is None and coerce_optional_str("model", "x") == "x"
 
 
 def test_profile_auto_falls_back_offline(monkeypatch, capsys):
