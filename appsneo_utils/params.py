@@ -140,7 +140,6 @@ def resolve_profile(value="auto", *, verbose: bool = True) -> Profile:
 # One sentinel: a parameter left at None takes the profile's default (papermill's `-p x None` is None).
 # "All" is said in words: a `count` setting is a whole number or "all".
 
-DEFAULT = None
 ALL = "all"
 KINDS = ("bool", "int", "float", "choice", "str", "count", "list")
 

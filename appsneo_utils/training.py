@@ -34,7 +34,7 @@ from . import checkpoints, memory, modeling, paths
 from .modeling import ATTENTION_BACKENDS, FINETUNED_MODEL, TINY, attention_backend_for, compile_blocks
 from .params import ALL, Profile, Settings, coerce_choice, coerce_int, setting
 from .repro import set_seed
-from .recipes import RECIPE_HELP, RECIPE_NAMES, RECIPES, SMOKE_RECIPES, batch_plan, world_size
+from .recipes import ORIGINAL_GLOBAL_BATCH, RECIPE_HELP, RECIPE_NAMES, RECIPES, SMOKE_RECIPES, batch_plan, world_size
 from .train_data import PreparedData, prepare_data
 from .training_loop import Loop, LoopState, Schedule
 
@@ -89,8 +89,9 @@ class TrainSettings(Settings):
     max_steps: int | None = setting(None, "total optimizer steps, overriding epochs (sets the schedule length); "
                                           "None: epochs decide", "int", minimum=1, optional=True)
     batch_size: int = setting(3, "sequences per device per micro-batch", "int", minimum=1)
-    global_batch: int = setting(24, "sequences per optimizer step over all devices: the accumulation is computed "
-                                    "from the devices present (the original: 3 per device x 8 TPU v3 cores, 24); "
+    global_batch: int = setting(ORIGINAL_GLOBAL_BATCH, "sequences per optimizer step over all devices: the "
+                                    "accumulation is computed from the devices present (the original: 3 per device "
+                                    "x 8 TPU v3 cores, 24); "
                                     "0: grad_accum decides", "int", minimum=0, smoke=0,
                                 by_profile="by profile (full 24; smoke 0), and 0 when grad_accum is set")
     grad_accum: int = setting(1, "micro-batches per optimizer step when global_batch is 0 (setting it turns "
