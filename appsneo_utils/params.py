@@ -255,17 +255,24 @@ class Settings:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def below_profile(cls, values: dict) -> dict:
+        """Defaults that a field's profile value overrides, such as a recipe's (override in a subclass)."""
+        return {}
+
+    @classmethod
     def layered_defaults(cls, profile: Profile, values: dict) -> dict:
         """Defaults that depend on more than the profile (override in a subclass); `values` are the ones passed."""
         return {}
 
     @classmethod
     def defaults_for(cls, profile: Profile, values: dict | None = None) -> dict:
-        """Every field's default under `profile`: field default < the field's profile value < layered."""
-        base = {}
-        for f in dataclasses.fields(cls):
-            base[f.name] = f.metadata.get(profile.name, f.default)
-        base.update(cls.layered_defaults(profile, dict(values or {})))
+        """Every field's default under `profile`: field default < below_profile < the field's profile value
+        < layered_defaults."""
+        values = dict(values or {})
+        base = {f.name: f.default for f in dataclasses.fields(cls)}
+        base.update(cls.below_profile(values))
+        base.update({f.name: f.metadata[profile.name] for f in dataclasses.fields(cls) if profile.name in f.metadata})
+        base.update(cls.layered_defaults(profile, values))
         base["profile"] = profile.name
         return base
 

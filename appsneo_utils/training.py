@@ -54,7 +54,8 @@ class TrainSettings(Settings):
     A default is the full profile's with the card recipe; `smoke=` is the embedded default's (tiny model,
     mini set: a from-scratch tiny model needs a much higher learning rate, a short warm-up and small steps,
     3 sequences and no global batch of 24; ~10 epochs of the mini set take about a minute on two idle CPU
-    cores). A recipe's values (recipes.py) come between the two: see `layered_defaults`.
+    cores). A recipe's values (recipes.py) come between the two (`below_profile`), and the recipe's own values
+    for the embedded default over both (`layered_defaults`).
     """
 
     recipe: str = setting("card", RECIPE_HELP, "choice", choices=RECIPE_NAMES)
@@ -145,14 +146,15 @@ class TrainSettings(Settings):
     report_to: str = setting("none", "none | wandb | tensorboard", "choice", choices=REPORTERS)
 
     @classmethod
+    def below_profile(cls, values: dict) -> dict:
+        """The recipe over the field defaults (the profile's values then stand over the recipe's)."""
+        return dict(RECIPES[_recipe(values)])
+
+    @classmethod
     def layered_defaults(cls, profile: Profile, values: dict) -> dict:
-        """The recipe over the field defaults, the profile over the recipe, then the recipe's values for the
-        embedded default (smoke); an explicit grad_accum turns the global batch off."""
-        recipe = coerce_choice("recipe", "card" if values.get("recipe") is None else values["recipe"], RECIPE_NAMES)
-        layered = dict(RECIPES[recipe])
-        if profile.name == "smoke":  # the profile's values stand over the recipe's, as they do over the field's
-            layered.update({f.name: f.metadata["smoke"] for f in fields(cls) if "smoke" in f.metadata})
-            layered.update(SMOKE_RECIPES.get(recipe, {}))
+        """The recipe's values for the embedded default (smoke); an explicit grad_accum turns the global batch
+        off."""
+        layered = dict(SMOKE_RECIPES.get(_recipe(values), {})) if profile.name == "smoke" else {}
         if values.get("grad_accum") is not None:
             if values.get("global_batch") is not None and coerce_int("global_batch", values["global_batch"]) != 0:
                 raise ValueError("set grad_accum or global_batch, not both: global_batch computes the accumulation "
@@ -167,6 +169,10 @@ class TrainSettings(Settings):
     @property
     def model_dir(self) -> Path:
         return self.run_dir / "model"
+
+
+def _recipe(values: dict) -> str:
+    return coerce_choice("recipe", "card" if values.get("recipe") is None else values["recipe"], RECIPE_NAMES)
 
 
 # --- devices, precision, attention ------------------------------------------------------------
