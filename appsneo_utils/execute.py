@@ -21,14 +21,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 from .execution import APPS, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, JUDGES, STRICT, Executor, Job
 from .params import Settings, setting
-from .records import NOFOLLOW, complete_lines
+from .records import complete_lines, open_append, write_jsonl, write_row
 
 
 @dataclass
@@ -198,21 +197,6 @@ class Summary:
     interrupted: bool = False
 
 
-def _write_side_file(path: Path, rows: list[dict]) -> None:
-    """Written in a private temporary file and renamed over `path`: a symlink planted there is
-    replaced, never followed (a root caller would otherwise truncate its target)."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def judge_file(problems: str | os.PathLike | dict, samples: str | os.PathLike, out: str | os.PathLike, *,
                judge: str = APPS, split: str = "test", workers: int | None = None,
                timeout: float = DEFAULT_TIMEOUT, total_timeout: float | None = None,
@@ -239,7 +223,7 @@ def judge_file(problems: str | os.PathLike | dict, samples: str | os.PathLike, o
     summary = Summary(skipped=skipped, errors=errors, error_path=out.with_name(out.name + ".errors.jsonl"))
     for e in errors:
         print(f"{samples}:{e['line']}: {e['error']}; skipped", file=sys.stderr)
-    _write_side_file(summary.error_path, [{"samples": str(samples), **e} for e in errors])
+    write_jsonl(({"samples": str(samples), **e} for e in errors), summary.error_path)
     if skipped:
         print(f"resuming: {skipped} samples already in {out}", file=sys.stderr)
     from tqdm.auto import tqdm
@@ -248,13 +232,13 @@ def judge_file(problems: str | os.PathLike | dict, samples: str | os.PathLike, o
                disable=progress is not True, dynamic_ncols=True)
     update = progress if callable(progress) else bar.update
     options = {"timeout": timeout, "total_timeout": total_timeout, "memory_mb": memory_mb, "judge": judge}
-    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o644)
+    fd = open_append(out)  # before any judging: a refused results file stops the run at once
     try:
         with Executor(workers, hide=hide) as executor:
             for item, result in executor.run_many(jobs(samples, pending, problems, **options), progress=update):
                 row = {"problem_id": item.problem_id, "sample_id": item.sample_id,
                        "difficulty": problems[item.problem_id]["difficulty"], **result.to_dict()}
-                os.write(fd, (json.dumps(row) + "\n").encode())  # one write per line: resumable
+                write_row(fd, row)
                 summary.judged += 1
                 summary.passed += result.passed
                 bar.set_postfix(passed=f"{summary.passed}/{summary.judged}", refresh=False)

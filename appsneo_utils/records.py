@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -46,24 +47,40 @@ def read_jsonl(path, *, repair: bool = False) -> list[dict]:
     return rows
 
 
+def open_append(path) -> int:
+    """A file descriptor that appends to `path` (created 0644); a symlink there is refused."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o644)
+
+
+def write_row(fd: int, row: dict) -> None:
+    """One row as one line in one write, so a kill leaves at most one partial line (dropped on read)."""
+    os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode())
+
+
 def append_jsonl(path, rows) -> None:
-    """Append rows, one write per line, so a kill leaves at most one partial line (dropped on read)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o644)
+    """Append rows, one write per line."""
+    fd = open_append(path)
     try:
         for row in rows:
-            os.write(fd, (json.dumps(row, ensure_ascii=False) + "\n").encode())
+            write_row(fd, row)
     finally:
         os.close(fd)
 
 
 def write_jsonl(rows, path) -> Path:
-    """Write rows as a whole new file, through a temporary file and a rename (a kill leaves the old file)."""
+    """Write rows as a whole new file: a private temporary file (mkstemp: created, never opened through a
+    name planted beforehand) renamed over `path`, so a kill leaves the old file and a symlink at `path` is
+    replaced, never followed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return path
