@@ -286,12 +286,7 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown settings for {cls.__name__}: {', '.join(sorted(unknown))}; known: "
                              f"{', '.join(cls.parameter_names())}")
-        raw_profile = values.get("profile")
-        if not cls.PROFILED:
-            raw_profile = Profile("full", "this job has no profile")
-        profile = raw_profile if isinstance(raw_profile, Profile) else resolve_profile(
-            "auto" if raw_profile is None else raw_profile, verbose=False)
-        values.pop("profile", None)
+        profile = cls._profile(values.pop("profile", None), verbose=False)
         base = cls.defaults_for(profile, values)
         resolved = {name: base[name] if values.get(name) is None else values[name] for name in base}
         resolved["profile"] = profile.name
@@ -305,9 +300,17 @@ class Settings:
             raise ValueError(f"the parameters cell lacks {', '.join(missing)}: run it first, or regenerate it "
                              f"with `python -m appsneo_utils.cells --write`")
         values = {name: namespace[name] for name in cls.parameter_names()}
-        values["profile"] = resolve_profile("auto" if values["profile"] is None else values["profile"],
-                                            verbose=verbose)
+        values["profile"] = cls._profile(values["profile"], verbose=verbose)
         return cls.from_params(values)
+
+    @classmethod
+    def _profile(cls, value, *, verbose: bool) -> Profile:
+        """The profile `value` names (None: auto); a job without profiles is always "full"."""
+        if not cls.PROFILED:
+            return Profile("full", "this job has no profile")
+        if isinstance(value, Profile):
+            return value
+        return resolve_profile("auto" if value is None else value, verbose=verbose)
 
     @classmethod
     def parse_args(cls, argv=None, *, prog: str, description: str, extra=None):
